@@ -1,0 +1,4 @@
+//! baker: PiFoundry's build pipeline.
+//!
+//! Reads, verifies and rewrites BOSH release tarballs exactly as bosh-cli writes them, and
+//! bakes Raspberry Pi stemcells from declarative recipes.

@@ -1,0 +1,1 @@
+//! The PiFoundry BOSH CPI.

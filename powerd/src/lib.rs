@@ -1,0 +1,1 @@
+//! powerd: the controller Pi's power daemon.

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Installs what a PiFoundry make target needs, only when something is missing.
+# Usage: scripts/install-prereqs.sh [test|stemcell|bench|cross]...   (default: test)
+# Idempotent and quiet when everything is present. Needs root (or sudo) only to install.
+set -euo pipefail
+
+want_apt=()
+want_targets=()
+
+for set in "${@:-test}"; do
+  case "$set" in
+    test)
+      # cross compilers and Go make real ARM/x86 ELF fixtures; qemu-user runs them;
+      # the stemcell stages are exercised by the tests too.
+      want_apt+=(gcc-arm-linux-gnueabi libc6-dev-armel-cross gcc-aarch64-linux-gnu
+                 golang-go qemu-user-static binfmt-support
+                 mmdebstrap arch-test dosfstools mtools e2fsprogs fdisk
+                 device-tree-compiler qemu-system-arm cpio xz-utils zstd
+                 curl ca-certificates) ;;
+    stemcell)
+      want_apt+=(mmdebstrap arch-test qemu-user-static binfmt-support golang-go
+                 dosfstools mtools e2fsprogs fdisk device-tree-compiler
+                 qemu-system-arm cpio xz-utils zstd ca-certificates) ;;
+    bench)
+      want_apt+=(gzip tar time) ;;
+    cross)
+      want_targets+=(aarch64-unknown-linux-musl) ;;
+    *) echo "install-prereqs: unknown set '$set' (test|stemcell|bench|cross)" >&2; exit 2 ;;
+  esac
+done
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+for p in "${want_apt[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-prereqs: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  # several apt runs at once fail on the dpkg lock: wait for it instead
+  as_root apt-get -o DPkg::Lock::Timeout=600 update -qq
+  as_root apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# qemu-user through binfmt_misc: the kernel has it built in but does not mount it at boot.
+if printf '%s\n' "${want_apt[@]}" | grep -qx qemu-user-static; then
+  if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
+    as_root mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  fi
+  if [ ! -e /proc/sys/fs/binfmt_misc/qemu-arm ] || [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+    as_root update-binfmts --enable >/dev/null 2>&1 || true
+  fi
+fi
+
+command -v cargo >/dev/null || { echo "install-prereqs: cargo not found; install Rust with rustup" >&2; exit 1; }
+for comp in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$comp" || rustup component add "$comp" >/dev/null
+done
+cargo nextest --version >/dev/null 2>&1 || cargo install --locked cargo-nextest >/dev/null
+for t in "${want_targets[@]}"; do
+  rustup target list --installed | grep -qx "$t" || rustup target add "$t" >/dev/null
+done
