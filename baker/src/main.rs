@@ -1,10 +1,18 @@
-use clap::Parser;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
 
 /// PiFoundry's build pipeline: BOSH releases and stemcells for Raspberry Pis.
 #[derive(Parser)]
 #[command(name = "baker", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
 enum Command {}
 
-fn main() {
-    let _ = Command::parse();
+fn main() -> ExitCode {
+    match Cli::parse().command {}
 }
