@@ -408,6 +408,13 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid() {
+        let c = parse(include_str!("../powerd.example.yml")).unwrap();
+        assert_eq!(c.outlets.len(), 3);
+        assert_eq!(c.outlets[1].backend.kind(), "command");
+    }
+
+    #[test]
     fn bad_duration_error_names_the_key_path() {
         let err = parse("outlets:\n  - {id: a, backend: sim, min_off: 5 parsecs}\n").unwrap_err();
         assert!(err.contains("outlets[0].min_off"), "{err}");
