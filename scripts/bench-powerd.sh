@@ -15,38 +15,54 @@ bin=target/release/powerd
 loadgen=target/release/examples/loadgen
 
 work=$(mktemp -d)
-pid=
+shm=$(mktemp -d -p /dev/shm 2>/dev/null || true)
+pids=()
 cleanup() {
-  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-  rm -rf "$work"
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  rm -rf "$work" ${shm:+"$shm"}
 }
 trap cleanup EXIT
 
 token="bench-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
 echo "bench:$token" >"$work/tokens"
-outlets=$(seq -f 'n%g' 1 16 | paste -sd,)
-{
-  echo "listen: 127.0.0.1:0"
-  echo "state_file: $work/state.json"
-  echo "audit_log: $work/audit.log"
-  echo "auth: {token_file: $work/tokens}"
-  echo "outlets:"
-  for o in ${outlets//,/ }; do echo "  - {id: $o, backend: sim}"; done
-} >"$work/powerd.yml"
+# one outlet per connection, so that every PUT is a transition
+outlets=$(seq -f 'n%g' 1 "$concurrency" | paste -sd,)
 
-RUST_LOG=info "$bin" serve --config "$work/powerd.yml" 2>"$work/powerd.log" &
-pid=$!
-addr=
-for _ in $(seq 100); do
-  addr=$(sed -n 's/.*powerd listening addr=\([^ ]*\).*/\1/p' "$work/powerd.log")
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-[ -n "$addr" ] || { echo "bench-powerd: powerd did not start:" >&2; cat "$work/powerd.log" >&2; exit 1; }
+# start_powerd NAME STATE_DIR: runs powerd with its state file in STATE_DIR; sets $addr
+start_powerd() {
+  local name=$1 dir=$2
+  {
+    echo "listen: 127.0.0.1:0"
+    echo "state_file: $dir/state.json"
+    echo "audit_log: $dir/audit.log"
+    echo "auth: {token_file: $work/tokens}"
+    echo "outlets:"
+    for o in ${outlets//,/ }; do echo "  - {id: $o, backend: sim}"; done
+  } >"$work/$name.yml"
+  RUST_LOG=info "$bin" serve --config "$work/$name.yml" 2>"$work/$name.log" &
+  pids+=($!)
+  addr=
+  for _ in $(seq 100); do
+    addr=$(sed -n 's/.*powerd listening addr=\([^ ]*\).*/\1/p' "$work/$name.log" 2>/dev/null || true)
+    [ -n "$addr" ] && return 0
+    sleep 0.1
+  done
+  echo "bench-powerd: powerd did not start:" >&2; cat "$work/$name.log" >&2; exit 1
+}
+
+load() { # mode addr [extra args]
+  local mode=$1 url=http://$2; shift 2
+  "$loadgen" --url "$url" --token "$token" --mode "$mode" --outlets "$outlets" \
+    --concurrency "$concurrency" --requests "$requests" --seconds 15 "$@"
+}
 
 echo "powerd bench: $requests requests per run, $concurrency connections, $(nproc) cores, loopback, load $(cut -d' ' -f1 /proc/loadavg)"
-"$loadgen" --url "http://$addr" --token "$token" --mode get \
-  --concurrency "$concurrency" --requests "$requests" --seconds 15
-"$loadgen" --url "http://$addr" --token "$token" --mode power --outlets "$outlets" \
-  --concurrency "$concurrency" --requests "$requests" --seconds 15
-echo "(each PUT is a real transition: audit line + fsync'd state file on $(df --output=fstype "$work" | tail -1 | tr -d ' '); $(wc -l <"$work/audit.log") transitions audited)"
+start_powerd disk "$work"
+load get "$addr"
+load power "$addr"
+echo "  (each PUT is a real transition: audit line + fsync'd state file on $(df --output=fstype "$work" | tail -1 | tr -d ' '))"
+if [ -n "$shm" ]; then
+  start_powerd tmpfs "$shm"
+  load power "$addr"
+  echo "  (same, state file on tmpfs: the API and scheduler cost without the disk's fsync latency)"
+fi
