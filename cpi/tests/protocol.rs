@@ -46,8 +46,7 @@ fn info_reports_api_v2_and_pi_raw_stemcells() {
 
 #[test]
 fn unknown_methods_are_not_implemented() {
-    let v =
-        call(r#"{"method":"snapshot_disk","arguments":["d-1",{}],"context":{},"api_version":2}"#);
+    let v = call(r#"{"method":"frobnicate","arguments":["d-1",{}],"context":{},"api_version":2}"#);
     assert_eq!(v["result"], Value::Null);
     assert_eq!(v["error"]["type"], "Bosh::Clouds::NotImplemented");
     assert_eq!(v["error"]["ok_to_retry"], false);
