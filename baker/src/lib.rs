@@ -5,3 +5,7 @@
 
 pub mod archive;
 pub mod atomic;
+pub mod audit;
+pub mod cli;
+pub mod fetch;
+pub mod lock;
