@@ -22,8 +22,9 @@ use serde::Serialize;
 
 pub use elf::{ElfInfo, GoInfo};
 
-/// ELF files larger than this are judged by their header alone (64 MiB covers Go toolchains).
-pub const DEFAULT_ELF_CAP: u64 = 256 << 20;
+/// ELF files larger than this are judged by their header alone. 64 MiB covers every binary
+/// of a Go toolchain while keeping the audit inside a rewrite's memory budget.
+pub const DEFAULT_ELF_CAP: u64 = 64 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -173,7 +174,10 @@ pub fn judge(info: &ElfInfo, target: Target, header_only: bool) -> (Severity, St
     match target {
         Target::Arm64 => {
             if info.machine != "aarch64" {
-                return (Error, format!("{} code cannot run on arm64", info.machine));
+                return (
+                    Error,
+                    format!("{} code cannot run on arm64", describe_machine(info)),
+                );
             }
             if let Some(arch) = go.and_then(|g| g.goarch.as_deref())
                 && arch != "arm64"
@@ -236,10 +240,9 @@ pub fn judge(info: &ElfInfo, target: Target, header_only: bool) -> (Severity, St
 }
 
 fn describe_machine(info: &ElfInfo) -> String {
-    if info.machine == "arm" && info.class == 64 {
-        "64-bit ARM".into()
-    } else {
-        info.machine.clone()
+    match info.machine.as_str() {
+        "arm" => "32-bit ARM".into(),
+        m => m.into(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! `baker audit PATH --arch armv6l|arm64 [--json]`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -23,10 +24,15 @@ pub struct AuditArgs {
 /// Prints the report; exit status 1 when there are errors.
 pub fn run(args: AuditArgs) -> Result<ExitCode> {
     let report = audit::audit_path(&args.path, args.arch)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    let text = if args.json {
+        serde_json::to_string_pretty(&report)? + "\n"
     } else {
-        print!("{}", report.render_table());
+        report.render_table()
+    };
+    // `baker audit … | head` must not panic on a closed pipe
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+        _ => {}
     }
     Ok(if report.errors() > 0 {
         ExitCode::FAILURE
