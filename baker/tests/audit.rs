@@ -435,3 +435,37 @@ fn missing_path_and_bad_arch_are_clear_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("mips"));
 }
+
+/// The armv6l verdicts are the truth on an ARM1176: what passes runs under
+/// `qemu-arm -cpu arm1176`, and the GOARM=7 binary the audit rejects dies there.
+#[test]
+fn armv6l_verdicts_match_qemu_arm1176() {
+    let Some(fx) = fixtures() else { return };
+    if !have("qemu-arm-static") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs qemu-user-static"
+        );
+        eprintln!("\n!!! SKIPPING qemu cross-check: qemu-arm-static not installed !!!\n");
+        return;
+    }
+    let runs = |name: &str| {
+        Command::new("qemu-arm-static")
+            .args(["-cpu", "arm1176", "-L", "/usr/arm-linux-gnueabi"])
+            .arg(fx.path(name))
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    for (name, ok) in [
+        ("go-goarm6", true),
+        ("armel-v6", true),
+        ("go-goarm7", false),
+    ] {
+        let r = audit::audit_path(&fx.path(name), Target::Armv6l).unwrap();
+        let verdict = r.findings[0].severity == Severity::Ok;
+        assert_eq!(verdict, ok, "{name}: audit says {:?}", r.findings[0]);
+        assert_eq!(runs(name), ok, "{name} under qemu-arm -cpu arm1176");
+    }
+}

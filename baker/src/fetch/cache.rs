@@ -57,6 +57,27 @@ impl Cache {
         self.blobs.join("sha256").join(&sha256[..2]).join(sha256)
     }
 
+    /// Removes downloads left in `tmp/` by killed processes (older than `max_age`, so that a
+    /// concurrent baker's live download is never touched). Best effort.
+    pub fn sweep_stale(&self, max_age: std::time::Duration) -> usize {
+        let Ok(dir) = std::fs::read_dir(self.blobs.join("tmp")) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for e in dir.flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > max_age);
+            if old && std::fs::remove_file(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     /// A fresh temporary file for a download; dropped unpersisted, it disappears.
     pub fn temp(&self) -> Result<Staged, FetchError> {
         let dir = self.blobs.join("tmp");
@@ -142,5 +163,26 @@ fn cache_err(path: &Path, source: io::Error) -> FetchError {
     FetchError::Cache {
         path: path.to_path_buf(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn stale_downloads_are_swept_live_ones_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = Cache::new(root.path());
+        let tmp = root.path().join("blobs/tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        let old = File::create(tmp.join("download.old")).unwrap();
+        old.set_modified(SystemTime::now() - Duration::from_secs(3 * 86400))
+            .unwrap();
+        File::create(tmp.join("download.live")).unwrap();
+        assert_eq!(cache.sweep_stale(Duration::from_secs(86400)), 1);
+        assert!(tmp.join("download.live").exists());
+        assert!(!tmp.join("download.old").exists());
     }
 }

@@ -153,8 +153,10 @@ impl Fetcher {
         } else {
             ProgressDrawTarget::hidden()
         };
+        let cache = Cache::new(&root);
+        cache.sweep_stale(Duration::from_secs(24 * 3600));
         Ok(Self {
-            cache: Cache::new(&root),
+            cache,
             root,
             mirror,
             opener: Opener::new(opts.timeout),
