@@ -8,8 +8,9 @@
 //!   but armhf built for v7 (Debian armhf) fails the level check.
 //! - `arm64`: anything not AArch64 is an error; Go with GOARCH≠arm64 is an error.
 //!
-//! Archives that cannot be read (or use bzip2/zstd) and ARM code whose level is unknown are
-//! warnings: they may hide code the audit did not see.
+//! Archives that are corrupt, truncated or unsafe are errors: they may hide code the audit did
+//! not see. Archives it deliberately skips (bzip2/zstd, zips with data descriptors) and ARM
+//! code whose level is unknown are warnings.
 
 pub mod elf;
 mod walk;
@@ -18,6 +19,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::str::FromStr;
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 pub use elf::{ElfInfo, GoInfo};
@@ -107,22 +109,58 @@ pub fn audit_path_with_cap(
     target: Target,
     cap: u64,
 ) -> Result<AuditReport, AuditError> {
-    let mut report = AuditReport {
-        target,
-        files: 0,
-        elf_files: 0,
-        archives: 0,
-        findings: Vec::new(),
-    };
-    walk::Walker {
-        sink: &mut report,
-        cap: cap.max(64),
-    }
-    .walk_path(path)
-    .map_err(|source| AuditError {
+    let cap = cap.max(64);
+    let meta = std::fs::metadata(path).map_err(|source| AuditError {
         path: path.display().to_string(),
         source,
     })?;
+    let mut report = AuditReport::empty(target);
+    if !meta.is_dir() {
+        let name = path.display().to_string();
+        walk::Walker {
+            sink: &mut report,
+            cap,
+        }
+        .walk_file(&name, path, true);
+        return Ok(report);
+    }
+    // A tree (a root file system) has many independent files: audit them in parallel and
+    // merge the partial reports in walk order.
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(path)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        match entry {
+            Ok(e) if e.file_type().is_file() => {
+                let rel = e.path().strip_prefix(path).unwrap_or(e.path());
+                files.push((rel.to_string_lossy().into_owned(), e.into_path()));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let p = e.path().unwrap_or(path).display().to_string();
+                walk::Sink::unreadable(&mut report, &p, e.to_string());
+            }
+        }
+    }
+    let parts: Vec<AuditReport> = files
+        .par_iter()
+        .map(|(rel, abs)| {
+            let mut part = AuditReport::empty(target);
+            walk::Walker {
+                sink: &mut part,
+                cap,
+            }
+            .walk_file(rel, abs, false);
+            part
+        })
+        .collect();
+    for part in parts {
+        report.files += part.files;
+        report.elf_files += part.elf_files;
+        report.archives += part.archives;
+        report.findings.extend(part.findings);
+    }
     Ok(report)
 }
 
@@ -160,9 +198,18 @@ impl walk::Sink for AuditReport {
     fn unreadable(&mut self, path: &str, why: String) {
         self.findings.push(Finding {
             path: path.to_string(),
+            severity: Severity::Error,
+            elf: None,
+            message: format!("unreadable, not inspected: {why}"),
+        });
+    }
+
+    fn skipped(&mut self, path: &str, why: String) {
+        self.findings.push(Finding {
+            path: path.to_string(),
             severity: Severity::Warning,
             elf: None,
-            message: format!("not inspected: {why}"),
+            message: why,
         });
     }
 }
@@ -247,6 +294,16 @@ fn describe_machine(info: &ElfInfo) -> String {
 }
 
 impl AuditReport {
+    fn empty(target: Target) -> Self {
+        Self {
+            target,
+            files: 0,
+            elf_files: 0,
+            archives: 0,
+            findings: Vec::new(),
+        }
+    }
+
     pub fn errors(&self) -> usize {
         self.count(Severity::Error)
     }

@@ -18,8 +18,10 @@ pub trait Sink {
     fn file(&mut self, path: &str, head: &[u8], is_elf: bool, truncated: bool);
     /// A nested archive was opened.
     fn archive(&mut self, path: &str);
-    /// Something could not be read; the walk goes on with the next file.
+    /// Something could not be read (corrupt, truncated, unsafe); the walk goes on.
     fn unreadable(&mut self, path: &str, why: String);
+    /// Something was deliberately not opened (unsupported compression, nesting depth).
+    fn skipped(&mut self, path: &str, why: String);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +53,11 @@ fn kind_of(name: &str) -> Kind {
     }
 }
 
+enum Unread {
+    Broken(String),
+    Unsupported(String),
+}
+
 pub struct Walker<'a, S: Sink> {
     pub sink: &'a mut S,
     /// Largest ELF file buffered whole.
@@ -58,45 +65,18 @@ pub struct Walker<'a, S: Sink> {
 }
 
 impl<S: Sink> Walker<'_, S> {
-    /// Walks a directory tree, an archive file, or a single file.
-    pub fn walk_path(&mut self, root: &Path) -> io::Result<()> {
-        let meta = std::fs::metadata(root)?;
-        if meta.is_dir() {
-            for entry in walkdir::WalkDir::new(root)
-                .follow_links(false)
-                .sort_by_file_name()
-            {
-                let entry = match entry {
-                    Ok(e) => e,
-                    Err(e) => {
-                        let p = e
-                            .path()
-                            .map(|p| p.display().to_string())
-                            .unwrap_or_default();
-                        self.sink.unreadable(&p, e.to_string());
-                        continue;
-                    }
-                };
-                if !entry.file_type().is_file() {
-                    continue;
-                }
-                let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
-                let rel = rel.to_string_lossy().into_owned();
-                match File::open(entry.path()) {
-                    Ok(f) => self.visit(&rel, &mut BufReader::new(f), 0),
-                    Err(e) => self.sink.unreadable(&rel, e.to_string()),
-                }
-            }
-            return Ok(());
+    /// Walks one file on disk. A top-level archive's entries are shown without a prefix;
+    /// a file found in a directory tree is shown as `name` (and its members as `name!/…`).
+    pub fn walk_file(&mut self, name: &str, path: &Path, top_level: bool) {
+        let mut f = match File::open(path) {
+            Ok(f) => BufReader::new(f),
+            Err(e) => return self.sink.unreadable(name, e.to_string()),
+        };
+        match kind_of(name) {
+            Kind::Plain | Kind::Unsupported(_) => self.visit(name, &mut f, 0),
+            k if top_level => self.open_archive(k, "", name, &mut f, 0),
+            _ => self.visit(name, &mut f, 0),
         }
-        let name = root.to_string_lossy().into_owned();
-        let mut f = BufReader::new(File::open(root)?);
-        match kind_of(&name) {
-            // The top-level archive's entries are shown without a prefix.
-            Kind::Plain | Kind::Unsupported(_) => self.visit(&name, &mut f, 0),
-            k => self.open_archive(k, "", &name, &mut f, 0),
-        }
-        Ok(())
     }
 
     fn visit(&mut self, path: &str, r: &mut dyn Read, depth: usize) {
@@ -104,10 +84,11 @@ impl<S: Sink> Walker<'_, S> {
             Kind::Plain => self.plain(path, r),
             Kind::Unsupported(what) => self
                 .sink
-                .unreadable(path, format!("{what}-compressed archive not inspected")),
-            _ if depth >= MAX_DEPTH => self
-                .sink
-                .unreadable(path, format!("archives nested deeper than {MAX_DEPTH}")),
+                .skipped(path, format!("{what}-compressed archive not inspected")),
+            _ if depth >= MAX_DEPTH => self.sink.skipped(
+                path,
+                format!("archive nested deeper than {MAX_DEPTH}: not inspected"),
+            ),
             k => {
                 self.sink.archive(path);
                 self.open_archive(k, &format!("{path}!/"), path, r, depth + 1);
@@ -123,7 +104,7 @@ impl<S: Sink> Walker<'_, S> {
         r: &mut dyn Read,
         depth: usize,
     ) {
-        let res = match kind {
+        let res: Result<(), Unread> = match kind {
             // archive::walk undoes gzip itself when the stream starts with its magic.
             Kind::TarGz | Kind::Tar => self.tar(prefix, label, BufReader::new(&mut *r), depth),
             Kind::TarXz => {
@@ -133,8 +114,10 @@ impl<S: Sink> Walker<'_, S> {
             Kind::Zip => self.zip(prefix, &mut *r, depth),
             Kind::Plain | Kind::Unsupported(_) => Ok(()),
         };
-        if let Err(e) = res {
-            self.sink.unreadable(label, e);
+        match res {
+            Ok(()) => {}
+            Err(Unread::Broken(e)) => self.sink.unreadable(label, e),
+            Err(Unread::Unsupported(e)) => self.sink.skipped(label, e),
         }
         // Drain what a reader stopped early left behind, so that an outer tar stays aligned.
         let _ = io::copy(r, &mut io::sink());
@@ -146,7 +129,7 @@ impl<S: Sink> Walker<'_, S> {
         label: &str,
         r: impl BufRead,
         depth: usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), Unread> {
         archive::walk(r, label, |e: &mut archive::Entry<'_>| {
             if e.kind == archive::EntryKind::File {
                 let path = format!("{prefix}{}", e.name);
@@ -154,10 +137,10 @@ impl<S: Sink> Walker<'_, S> {
             }
             Ok::<(), archive::ArchiveError>(())
         })
-        .map_err(|e| e.to_string())
+        .map_err(|e| Unread::Broken(e.to_string()))
     }
 
-    fn zip(&mut self, prefix: &str, r: &mut dyn Read, depth: usize) -> Result<(), String> {
+    fn zip(&mut self, prefix: &str, r: &mut dyn Read, depth: usize) -> Result<(), Unread> {
         let mut r = r;
         loop {
             match zip::read::read_zipfile_from_stream(&mut r) {
@@ -173,7 +156,12 @@ impl<S: Sink> Walker<'_, S> {
                     self.visit(&path, &mut f, depth);
                 }
                 Ok(None) => return Ok(()),
-                Err(e) => return Err(format!("zip: {e}")),
+                // Zips written by streaming tools (Go's archive/zip among them) record sizes
+                // after the data; a forward-only reader cannot find the end of such entries.
+                Err(e @ zip::result::ZipError::UnsupportedArchive(_)) => {
+                    return Err(Unread::Unsupported(format!("zip: {e}: not inspected")));
+                }
+                Err(e) => return Err(Unread::Broken(format!("zip: {e}"))),
             }
         }
     }
