@@ -5,3 +5,5 @@
 
 pub mod archive;
 pub mod atomic;
+pub mod cmd;
+pub mod release;
