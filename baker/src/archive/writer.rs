@@ -156,6 +156,12 @@ impl<W: Write> TarWriter<W> {
         self.put(&header, io::empty(), 0, name)
     }
 
+    /// A hard link to the earlier entry `target`.
+    pub fn add_hardlink(&mut self, name: &str, target: &str) -> io::Result<()> {
+        let header = self.header(name, EntryType::Link, 0o644, 0, Some(target))?;
+        self.put(&header, io::empty(), 0, name)
+    }
+
     fn header(
         &mut self,
         name: &str,
