@@ -108,9 +108,9 @@ where
     E: From<ArchiveError>,
     F: FnMut(&mut Entry<'_>) -> Result<(), E>,
 {
-    let file = File::open(path).map_err(|source| ArchiveError::Io {
+    let file = File::open(path).map_err(|error| ArchiveError::Io {
         archive: label.to_string(),
-        source,
+        error,
     })?;
     walk(BufReader::with_capacity(1 << 16, file), label, f)
 }
@@ -124,9 +124,9 @@ where
     E: From<ArchiveError>,
     F: FnMut(&mut Entry<'_>) -> Result<(), E>,
 {
-    let stream = open_maybe_gzip(input).map_err(|source| ArchiveError::Io {
+    let stream = open_maybe_gzip(input).map_err(|error| ArchiveError::Io {
         archive: label.to_string(),
-        source,
+        error,
     })?;
     let gz_failed = stream.failed.clone();
     let mut archive = tar::Archive::new(stream);

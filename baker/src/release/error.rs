@@ -14,20 +14,12 @@ pub enum ReleaseError {
     MissingManifest { tarball: String },
     #[error("{entry}: {size} bytes is too large for this entry")]
     TooLarge { entry: String, size: u64 },
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("{archive}: listed in release.MF for {what} but missing from the tarball")]
     MissingArchive { archive: String, what: String },
-    #[error("{archive}: {source}")]
-    BadDigest {
-        archive: String,
-        #[source]
-        source: DigestError,
-    },
+    #[error("{archive}: {error}")]
+    BadDigest { archive: String, error: DigestError },
     #[error("{archive}: {algo} mismatch: release.MF says {expected}, the archive has {actual}")]
     DigestMismatch {
         archive: String,

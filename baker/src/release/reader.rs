@@ -176,9 +176,9 @@ fn feed(
 ) -> Result<(), ReleaseError> {
     let mut file = match spool {
         Some(p) => {
-            let io_err = |source| ReleaseError::Io {
+            let io_err = |error| ReleaseError::Io {
                 path: p.display().to_string(),
-                source,
+                error,
             };
             if let Some(dir) = p.parent() {
                 fs::create_dir_all(dir).map_err(io_err)?;
@@ -203,9 +203,9 @@ fn feed(
         }
         buf.truncate(filled);
         if let Some((f, p)) = &mut file {
-            f.write_all(&buf).map_err(|source| ReleaseError::Io {
+            f.write_all(&buf).map_err(|error| ReleaseError::Io {
                 path: p.display().to_string(),
-                source,
+                error,
             })?;
         }
         // A worker that gave up has already recorded why; keep reading the outer stream.

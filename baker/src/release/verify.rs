@@ -55,11 +55,10 @@ pub fn verify(rel: &ReleaseTarball) -> Result<Checked, ReleaseError> {
                 archive: archive.clone(),
                 what: entry.what.clone(),
             })?;
-        let expected =
-            MultiDigest::parse(entry.sha1).map_err(|source| ReleaseError::BadDigest {
-                archive: archive.clone(),
-                source,
-            })?;
+        let expected = MultiDigest::parse(entry.sha1).map_err(|error| ReleaseError::BadDigest {
+            archive: archive.clone(),
+            error,
+        })?;
         let (algo, want) = expected.strongest();
         let have = info.digests.get(algo).unwrap_or("(not computed)");
         if have != want {
