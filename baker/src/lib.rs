@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod atomic;
 pub mod audit;
-pub mod cli;
+pub mod cmd;
 pub mod fetch;
 pub mod lock;
+pub mod release;

@@ -29,11 +29,10 @@ pub use writer::{Mode, TarGzWriter, TarWriter, gzip_encoder, source_date_epoch};
 /// one, the entry.
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
-    #[error("{archive}: {source}")]
+    #[error("{archive}: {error}")]
     Io {
         archive: String,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{archive}: gzip stream is truncated or corrupt{}: {detail}", where_(.at))]
     Gzip {

@@ -46,13 +46,13 @@ impl Entry<'_> {
             ArchiveError::Gzip {
                 archive: self.archive.to_string(),
                 at: Some(format!("in entry {}", self.name)),
-                detail: e.to_string(),
+                detail: one_line(&e.to_string()),
             }
         } else {
             ArchiveError::Tar {
                 archive: self.archive.to_string(),
                 at: Some(format!("in entry {}", self.name)),
-                detail: e.to_string(),
+                detail: one_line(&e.to_string()),
             }
         }
     }
@@ -108,9 +108,9 @@ where
     E: From<ArchiveError>,
     F: FnMut(&mut Entry<'_>) -> Result<(), E>,
 {
-    let file = File::open(path).map_err(|source| ArchiveError::Io {
+    let file = File::open(path).map_err(|error| ArchiveError::Io {
         archive: label.to_string(),
-        source,
+        error,
     })?;
     walk(BufReader::with_capacity(1 << 16, file), label, f)
 }
@@ -124,9 +124,9 @@ where
     E: From<ArchiveError>,
     F: FnMut(&mut Entry<'_>) -> Result<(), E>,
 {
-    let stream = open_maybe_gzip(input).map_err(|source| ArchiveError::Io {
+    let stream = open_maybe_gzip(input).map_err(|error| ArchiveError::Io {
         archive: label.to_string(),
-        source,
+        error,
     })?;
     let gz_failed = stream.failed.clone();
     let mut archive = tar::Archive::new(stream);
@@ -174,6 +174,19 @@ where
     Ok(())
 }
 
+/// Error texts from the tar layer can quote raw header bytes; keep them to one short line.
+fn one_line(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(160)
+        .collect();
+    if s.chars().count() > 160 {
+        out.push('…');
+    }
+    out
+}
+
 struct State<'l> {
     label: &'l str,
     last: Option<String>,
@@ -186,7 +199,7 @@ impl State<'_> {
     fn tar_error(&self, e: io::Error) -> ArchiveError {
         let archive = self.label.to_string();
         let at = self.last.as_ref().map(|l| format!("after entry {l}"));
-        let detail = e.to_string();
+        let detail = one_line(&e.to_string());
         if self.gz_failed.get() {
             ArchiveError::Gzip {
                 archive,
@@ -194,7 +207,10 @@ impl State<'_> {
                 detail,
             }
         } else if at.is_none() {
-            ArchiveError::NotTar { archive, detail }
+            ArchiveError::NotTar {
+                archive,
+                detail: "the first 512 bytes are not a valid tar header".into(),
+            }
         } else {
             ArchiveError::Tar {
                 archive,

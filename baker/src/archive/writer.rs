@@ -142,9 +142,23 @@ impl<W: Write> TarWriter<W> {
             .map_err(|e| named(e, path))
     }
 
+    /// A regular file copied from `path` (streamed) with an explicit mode.
+    pub fn add_path_as(&mut self, name: &str, path: &Path, mode: Mode) -> io::Result<()> {
+        let file = File::open(path).map_err(|e| named(e, path))?;
+        let len = file.metadata().map_err(|e| named(e, path))?.len();
+        self.add_reader(name, mode, len, file)
+            .map_err(|e| named(e, path))
+    }
+
     /// A symbolic link (mode 0777) pointing at `target`.
     pub fn add_symlink(&mut self, name: &str, target: &str) -> io::Result<()> {
         let header = self.header(name, EntryType::Symlink, 0o777, 0, Some(target))?;
+        self.put(&header, io::empty(), 0, name)
+    }
+
+    /// A hard link to the earlier entry `target`.
+    pub fn add_hardlink(&mut self, name: &str, target: &str) -> io::Result<()> {
+        let header = self.header(name, EntryType::Link, 0o644, 0, Some(target))?;
         self.put(&header, io::empty(), 0, name)
     }
 
