@@ -315,7 +315,14 @@ fn amd64_and_v7_code_in_a_release_fail_with_nested_paths() {
     let dir = tempfile::tempdir().unwrap();
     let toolchain = tar_xz(&[("go/bin/go", &fx.bytes("go-goarm7"))]);
     let win = zip(&[("x/amd64", &fx.bytes("x86-64"))]);
-    let golang = tgz(&[("go1.25.4.linux-arm.tar.xz", &toolchain), ("w.zip", &win)]);
+    let golang = tgz(&[
+        ("go1.25.4.linux-arm.tar.xz", &toolchain),
+        ("w.zip", &win),
+        (
+            "go/src/debug/elf/testdata/gcc-amd64-linux-exec",
+            &fx.bytes("x86-64"),
+        ),
+    ]);
     let native = tgz(&[
         ("bin/v7", &fx.bytes("armel-v7")),
         ("bin/a64", &fx.bytes("aarch64")),
@@ -326,6 +333,12 @@ fn amd64_and_v7_code_in_a_release_fail_with_nested_paths() {
 
     let r = audit::audit_path(&rel, Target::Armv6l).unwrap();
     assert_eq!(r.errors(), 5, "{}", r.render_table());
+    let td = finding(
+        &r,
+        "packages/golang.tgz!/go/src/debug/elf/testdata/gcc-amd64-linux-exec",
+    );
+    assert_eq!(td.severity, Severity::Warning, "{td:?}");
+    assert!(td.message.contains("test data"), "{}", td.message);
     let x = finding(&r, "packages/golang.tgz!/w.zip!/x/amd64");
     assert!(x.message.contains("x86-64"), "{}", x.message);
     assert_eq!(

@@ -176,13 +176,17 @@ impl walk::Sink for AuditReport {
         } else {
             elf::classify(head)
         };
-        let (severity, message) = match &info {
+        let (mut severity, mut message) = match &info {
             Some(info) => judge(info, self.target, truncated),
             None => (
                 Severity::Warning,
                 "ELF magic but unreadable header".to_string(),
             ),
         };
+        if severity == Severity::Error && is_test_data(path) {
+            severity = Severity::Warning;
+            message = format!("test data, never executed: {message}");
+        }
         self.findings.push(Finding {
             path: path.to_string(),
             severity,
@@ -212,6 +216,13 @@ impl walk::Sink for AuditReport {
             message: why,
         });
     }
+}
+
+/// Toolchains ship foreign ELF files as parser fixtures (Go: `src/debug/elf/testdata/`); they
+/// are data, so they warn instead of failing the audit. Only the innermost member counts.
+fn is_test_data(path: &str) -> bool {
+    let member = path.rsplit("!/").next().unwrap_or(path);
+    member.split('/').any(|c| c == "testdata")
 }
 
 /// The policy: can this binary run on the target?
