@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 pub const LOCK_FILE: &str = "blobs.lock";
 
 const HEADER: &str = "\
-# blobs.lock — ARM blobs that recipes swap into BOSH releases (see baker/src/lock.rs).
+# blobs.lock — ARM blobs that recipes swap into BOSH releases (format: docs/blobs.md).
 # Edit with `baker lock add KEY URL --arch A --replaces TEXT`; keys are kept sorted.
 # size: null means the size is not recorded yet; fetch then verifies the sha256 alone.
 ";
