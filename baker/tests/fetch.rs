@@ -391,3 +391,49 @@ fn cli_lock_add_then_fetch() {
         "{err}"
     );
 }
+
+#[test]
+fn cli_fetch_uses_the_mirror_from_flag_or_environment() {
+    let data = body(3000);
+    let hex = sha(&data);
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = dir.path().join("mirror");
+    std::fs::create_dir_all(mirror.join("sha256")).unwrap();
+    std::fs::write(mirror.join("sha256").join(&hex), &data).unwrap();
+    let mut lock = Lock::empty("blobs.lock");
+    lock.insert(entry(
+        "airgapped",
+        "https://go.dev/dl/unreachable.tgz",
+        &data,
+    ))
+    .unwrap();
+    let lock_path = dir.path().join("blobs.lock");
+    lock.save(&lock_path).unwrap();
+
+    for (i, via_env) in [false, true].into_iter().enumerate() {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_baker"));
+        cmd.arg("fetch")
+            .arg("--lock")
+            .arg(&lock_path)
+            .arg("--cache-dir")
+            .arg(dir.path().join(format!("cache{i}")));
+        if via_env {
+            cmd.env("PIFOUNDRY_MIRROR", &mirror);
+        } else {
+            cmd.arg("--mirror")
+                .arg(&mirror)
+                .env_remove("PIFOUNDRY_MIRROR");
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.starts_with("airgapped\t") && stdout.contains(&hex),
+            "{stdout}"
+        );
+    }
+}
