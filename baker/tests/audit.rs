@@ -447,11 +447,17 @@ fn skipped_archives_warn_and_broken_ones_fail() {
             tgz(&[
                 ("bad.tgz", &good[..good.len() / 2]),
                 ("bad.zip", b"PK\x03\x04garbage"),
+                (
+                    "libbad.a",
+                    b"!<arch>\nlibfoo.o/       0           0     0     644     9999      `\nELF",
+                ),
             ]),
         )],
     );
     let r = audit::audit_path(&broken, Target::Armv6l).unwrap();
-    assert_eq!(r.errors(), 2, "{}", r.render_table());
+    assert_eq!(r.errors(), 3, "{}", r.render_table());
+    let bad_ar = finding(&r, "packages/p.tgz!/libbad.a");
+    assert!(bad_ar.message.contains("ar:"), "{}", bad_ar.message);
     assert!(
         finding(&r, "packages/p.tgz!/bad.tgz")
             .message
@@ -508,4 +514,51 @@ fn armv6l_verdicts_match_qemu_arm1176() {
         assert_eq!(verdict, ok, "{name}: audit says {:?}", r.findings[0]);
         assert_eq!(runs(name), ok, "{name} under qemu-arm -cpu arm1176");
     }
+}
+
+#[test]
+fn static_libraries_and_debs_are_opened() {
+    let Some(fx) = fixtures() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let long = "an-x86-64-object-with-a-long-name.o";
+    std::fs::copy(fx.path("armhf-v6.o"), d.join("armhf-v6.o")).unwrap();
+    std::fs::copy(fx.path("x86-64"), d.join(long)).unwrap();
+    std::fs::write(d.join("debian-binary"), "2.0\n").unwrap();
+    std::fs::write(
+        d.join("data.tar.xz"),
+        tar_xz(&[("./usr/bin/tool", &fx.bytes("x86-64"))]),
+    )
+    .unwrap();
+    // binutils' ar (installed with gcc) writes the GNU long-name table
+    run(Command::new("ar")
+        .args(["rc", "libmix.a", "armhf-v6.o", long])
+        .current_dir(d));
+    run(Command::new("ar")
+        .args(["rc", "tool.deb", "debian-binary", "data.tar.xz"])
+        .current_dir(d));
+    let rel = release(
+        d,
+        &[(
+            "p",
+            tgz(&[
+                ("lib/libmix.a", &std::fs::read(d.join("libmix.a")).unwrap()),
+                ("tool.deb", &std::fs::read(d.join("tool.deb")).unwrap()),
+            ]),
+        )],
+    );
+    let r = audit::audit_path(&rel, Target::Armv6l).unwrap();
+    assert_eq!(
+        finding(&r, "packages/p.tgz!/lib/libmix.a!/armhf-v6.o").severity,
+        Severity::Ok
+    );
+    assert_eq!(
+        finding(&r, &format!("packages/p.tgz!/lib/libmix.a!/{long}")).severity,
+        Severity::Error
+    );
+    assert_eq!(
+        finding(&r, "packages/p.tgz!/tool.deb!/data.tar.xz!/usr/bin/tool").severity,
+        Severity::Error
+    );
+    assert_eq!(r.errors(), 2, "{}", r.render_table());
 }

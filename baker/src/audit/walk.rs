@@ -30,6 +30,8 @@ enum Kind {
     TarXz,
     Tar,
     Zip,
+    /// `ar`: static libraries (`.a`) and Debian packages (`.deb`).
+    Ar,
     Unsupported(&'static str),
     Plain,
 }
@@ -44,6 +46,8 @@ fn kind_of(name: &str) -> Kind {
         Kind::Tar
     } else if n.ends_with(".zip") {
         Kind::Zip
+    } else if n.ends_with(".a") || n.ends_with(".deb") {
+        Kind::Ar
     } else if n.ends_with(".tar.bz2") || n.ends_with(".tbz2") || n.ends_with(".tbz") {
         Kind::Unsupported("bzip2")
     } else if n.ends_with(".tar.zst") || n.ends_with(".tzst") {
@@ -112,6 +116,7 @@ impl<S: Sink> Walker<'_, S> {
                 self.tar(prefix, label, BufReader::new(xz), depth)
             }
             Kind::Zip => self.zip(prefix, &mut *r, depth),
+            Kind::Ar => self.ar(prefix, &mut *r, depth),
             Kind::Plain | Kind::Unsupported(_) => Ok(()),
         };
         match res {
@@ -166,6 +171,79 @@ impl<S: Sink> Walker<'_, S> {
         }
     }
 
+    /// The common `ar` format: `!<arch>\n`, then per member a 60-byte header (name, …, decimal
+    /// size) and the data padded to an even length. GNU keeps long names in the `//` member
+    /// and refers to them as `/<offset>`; BSD writes `#1/<len>` and puts the name before the data.
+    fn ar(&mut self, prefix: &str, r: &mut dyn Read, depth: usize) -> Result<(), Unread> {
+        let broken = |m: String| Unread::Broken(format!("ar: {m}"));
+        let mut magic = [0u8; 8];
+        r.read_exact(&mut magic)
+            .map_err(|e| broken(e.to_string()))?;
+        if &magic != b"!<arch>\n" {
+            return Err(broken("bad magic".into()));
+        }
+        let mut long_names = Vec::new();
+        loop {
+            let mut hdr = [0u8; 60];
+            let n = read_full(r, &mut hdr).map_err(|e| broken(e.to_string()))?;
+            if n == 0 {
+                return Ok(());
+            }
+            if n < 60 || &hdr[58..60] != b"`\n" {
+                return Err(broken("truncated or malformed member header".into()));
+            }
+            let field = |a: usize, b: usize| String::from_utf8_lossy(&hdr[a..b]).trim().to_string();
+            let raw_name = field(0, 16);
+            let size: u64 = field(48, 58)
+                .parse()
+                .map_err(|_| broken(format!("member {raw_name:?}: bad size")))?;
+            let mut data = (&mut *r).take(size);
+            let name = if raw_name == "/" || raw_name == "/SYM64/" || raw_name == "__.SYMDEF" {
+                None
+            } else if raw_name == "//" {
+                long_names.clear();
+                data.read_to_end(&mut long_names)
+                    .map_err(|e| broken(e.to_string()))?;
+                None
+            } else if let Some(off) = raw_name.strip_prefix('/') {
+                let off: usize = off
+                    .parse()
+                    .map_err(|_| broken(format!("bad long-name reference {raw_name:?}")))?;
+                let rest = long_names.get(off..).unwrap_or_default();
+                let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+                let name = String::from_utf8_lossy(&rest[..end]);
+                Some(name.trim_end_matches('/').to_string())
+            } else if let Some(len) = raw_name.strip_prefix("#1/") {
+                let len: u64 = len
+                    .parse()
+                    .map_err(|_| broken(format!("bad BSD name {raw_name:?}")))?;
+                let mut name = Vec::new();
+                (&mut data)
+                    .take(len)
+                    .read_to_end(&mut name)
+                    .map_err(|e| broken(e.to_string()))?;
+                Some(
+                    String::from_utf8_lossy(&name)
+                        .trim_end_matches('\0')
+                        .to_string(),
+                )
+            } else {
+                Some(raw_name.trim_end_matches('/').to_string())
+            };
+            if let Some(name) = name {
+                self.visit(&format!("{prefix}{name}"), &mut data, depth);
+            }
+            io::copy(&mut data, &mut io::sink()).map_err(|e| broken(e.to_string()))?;
+            if data.limit() > 0 {
+                return Err(broken("archive ends inside a member".into()));
+            }
+            if size % 2 == 1 {
+                let mut pad = [0u8; 1];
+                read_full(r, &mut pad).map_err(|e| broken(e.to_string()))?;
+            }
+        }
+    }
+
     fn plain(&mut self, path: &str, r: &mut dyn Read) {
         let mut head = Vec::with_capacity(4);
         if let Err(e) = r.take(4).read_to_end(&mut head) {
@@ -183,4 +261,18 @@ impl<S: Sink> Walker<'_, S> {
         let truncated = head.len() as u64 > self.cap;
         self.sink.file(path, &head, true, truncated);
     }
+}
+
+/// Reads until `buf` is full or the stream ends; returns the bytes read.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
