@@ -562,3 +562,32 @@ fn static_libraries_and_debs_are_opened() {
     );
     assert_eq!(r.errors(), 2, "{}", r.render_table());
 }
+
+/// Root-file-system layers (garden-runc's busybox blob) hold absolute symlinks and hard
+/// links that an extractor would refuse; the audit, which writes nothing, reads through them.
+#[test]
+fn rootfs_layers_with_absolute_links_are_read_through() {
+    let Some(fx) = fixtures() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut layer = TarWriter::plain(Vec::new());
+    layer.add_symlink("etc/mtab", "/proc/self/mounts").unwrap();
+    layer.add_symlink("lib", "/usr/lib").unwrap();
+    layer
+        .add_bytes("bin/busybox", Mode::Executable, &fx.bytes("x86-64"))
+        .unwrap();
+    let layer = layer.finish_tar().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&layer).unwrap();
+    let layer = gz.finish().unwrap();
+    let rel = release(
+        dir.path(),
+        &[("busybox", tgz(&[("busybox/busybox-1.36.1.tar.gz", &layer)]))],
+    );
+    let r = audit::audit_path(&rel, Target::Armv6l).unwrap();
+    let f = finding(
+        &r,
+        "packages/busybox.tgz!/busybox/busybox-1.36.1.tar.gz!/bin/busybox",
+    );
+    assert_eq!(f.severity, Severity::Error);
+    assert_eq!(r.errors(), 1, "{}", r.render_table());
+}

@@ -109,11 +109,11 @@ impl<S: Sink> Walker<'_, S> {
         depth: usize,
     ) {
         let res: Result<(), Unread> = match kind {
-            // archive::walk undoes gzip itself when the stream starts with its magic.
-            Kind::TarGz | Kind::Tar => self.tar(prefix, label, BufReader::new(&mut *r), depth),
+            // open_maybe_gzip undoes gzip when the stream starts with its magic.
+            Kind::TarGz | Kind::Tar => self.tar(prefix, BufReader::new(&mut *r), depth),
             Kind::TarXz => {
                 let xz = liblzma::read::XzDecoder::new(&mut *r);
-                self.tar(prefix, label, BufReader::new(xz), depth)
+                self.tar(prefix, BufReader::new(xz), depth)
             }
             Kind::Zip => self.zip(prefix, &mut *r, depth),
             Kind::Ar => self.ar(prefix, &mut *r, depth),
@@ -128,21 +128,24 @@ impl<S: Sink> Walker<'_, S> {
         let _ = io::copy(r, &mut io::sink());
     }
 
-    fn tar(
-        &mut self,
-        prefix: &str,
-        label: &str,
-        r: impl BufRead,
-        depth: usize,
-    ) -> Result<(), Unread> {
-        archive::walk(r, label, |e: &mut archive::Entry<'_>| {
-            if e.kind == archive::EntryKind::File {
-                let path = format!("{prefix}{}", e.name);
-                self.visit(&path, e, depth);
+    /// Reads with the `tar` crate, not `archive::walk`: the audit never writes anything, so
+    /// it must see through archives an extractor rightly refuses (root-file-system layers with
+    /// absolute symlinks or device nodes) instead of giving up on all the code inside them.
+    fn tar(&mut self, prefix: &str, r: impl BufRead, depth: usize) -> Result<(), Unread> {
+        let broken = |e: io::Error| Unread::Broken(format!("tar: {e}"));
+        let mut ar = tar::Archive::new(archive::open_maybe_gzip(r).map_err(broken)?);
+        for entry in ar.entries().map_err(broken)? {
+            let mut entry = entry.map_err(broken)?;
+            if !entry.header().entry_type().is_file() {
+                continue;
             }
-            Ok::<(), archive::ArchiveError>(())
-        })
-        .map_err(|e| Unread::Broken(e.to_string()))
+            let raw = entry.path_bytes();
+            let name = String::from_utf8_lossy(&raw);
+            let name = name.trim_start_matches("./").trim_start_matches('/');
+            let path = format!("{prefix}{name}");
+            self.visit(&path, &mut entry, depth);
+        }
+        Ok(())
     }
 
     fn zip(&mut self, prefix: &str, r: &mut dyn Read, depth: usize) -> Result<(), Unread> {
