@@ -591,3 +591,28 @@ fn rootfs_layers_with_absolute_links_are_read_through() {
     assert_eq!(f.severity, Severity::Error);
     assert_eq!(r.errors(), 1, "{}", r.render_table());
 }
+
+#[test]
+fn single_compressed_files_are_looked_into() {
+    let Some(fx) = fixtures() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&fx.bytes("x86-64")).unwrap();
+    let gz = gz.finish().unwrap();
+    let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 1);
+    xz.write_all(&fx.bytes("armel-v6")).unwrap();
+    let xz = xz.finish().unwrap();
+    let rel = release(
+        dir.path(),
+        &[("p", tgz(&[("bin/tool.gz", &gz), ("bin/ok.xz", &xz)]))],
+    );
+    let r = audit::audit_path(&rel, Target::Armv6l).unwrap();
+    assert_eq!(
+        finding(&r, "packages/p.tgz!/bin/tool.gz!/tool").severity,
+        Severity::Error
+    );
+    assert_eq!(
+        finding(&r, "packages/p.tgz!/bin/ok.xz!/ok").severity,
+        Severity::Ok
+    );
+}

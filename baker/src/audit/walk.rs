@@ -32,6 +32,9 @@ enum Kind {
     Zip,
     /// `ar`: static libraries (`.a`) and Debian packages (`.deb`).
     Ar,
+    /// One compressed file (`busybox.gz`): its content is visited as `x.gz!/x`.
+    Gz,
+    Xz,
     Unsupported(&'static str),
     Plain,
 }
@@ -48,6 +51,10 @@ fn kind_of(name: &str) -> Kind {
         Kind::Zip
     } else if n.ends_with(".a") || n.ends_with(".deb") {
         Kind::Ar
+    } else if n.ends_with(".gz") {
+        Kind::Gz
+    } else if n.ends_with(".xz") {
+        Kind::Xz
     } else if n.ends_with(".tar.bz2") || n.ends_with(".tbz2") || n.ends_with(".tbz") {
         Kind::Unsupported("bzip2")
     } else if n.ends_with(".tar.zst") || n.ends_with(".tzst") {
@@ -117,6 +124,21 @@ impl<S: Sink> Walker<'_, S> {
             }
             Kind::Zip => self.zip(prefix, &mut *r, depth),
             Kind::Ar => self.ar(prefix, &mut *r, depth),
+            Kind::Gz | Kind::Xz => {
+                let base = label.rsplit(['/', '!']).next().unwrap_or(label);
+                let stem = base.rsplit_once('.').map_or(base, |(s, _)| s);
+                let path = format!("{prefix}{stem}");
+                if kind == Kind::Gz {
+                    self.visit(
+                        &path,
+                        &mut flate2::read::MultiGzDecoder::new(&mut *r),
+                        depth,
+                    );
+                } else {
+                    self.visit(&path, &mut liblzma::read::XzDecoder::new(&mut *r), depth);
+                }
+                Ok(())
+            }
             Kind::Plain | Kind::Unsupported(_) => Ok(()),
         };
         match res {
