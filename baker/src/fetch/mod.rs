@@ -10,7 +10,7 @@
 //! # fn main() -> anyhow::Result<()> {
 //! let lock = Lock::load("blobs.lock".as_ref())?;
 //! let fetcher = Fetcher::new(FetchOptions::from_env())?;
-//! let go = fetcher.ensure(lock.get("go-1.25.4-linux-armv6l")?)?;
+//! let go = fetcher.ensure_key(&lock, "go-1.25.4-linux-armv6l")?;
 //! # Ok(()) }
 //! ```
 
@@ -28,7 +28,7 @@ use rayon::prelude::*;
 pub use cache::{CACHE_ENV, Cache, hash_file, resolve_cache_dir};
 pub use source::{MIRROR_ENV, Mirror};
 
-use crate::lock::LockEntry;
+use crate::lock::{Lock, LockEntry};
 use source::{Opener, SourceError};
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +74,8 @@ pub enum FetchError {
     NoCacheDir,
     #[error("{0}")]
     BadMirror(String),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     #[error("{} blob(s) failed:\n  {}", .0.len(), .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n  "))]
     Many(Vec<FetchError>),
 }
@@ -204,6 +206,11 @@ impl Fetcher {
                 from: entry.url.clone(),
             },
         })
+    }
+
+    /// [`Fetcher::ensure`] by lock key: an unknown key is an error naming the lock file.
+    pub fn ensure_key(&self, lock: &Lock, key: &str) -> Result<PathBuf, FetchError> {
+        self.ensure(lock.get(key)?)
     }
 
     /// Ensures every entry, `jobs` at a time; blobs shared by several keys download once.
