@@ -37,7 +37,7 @@ fn have(tool: &str) -> bool {
 /// Builds the fixtures, or returns `None` (skip) when a compiler is missing outside CI.
 fn fixtures() -> Option<Fixtures> {
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let dir = root.join("audit-fixtures-v1");
+    let dir = root.join("audit-fixtures-v2");
     if dir.join("complete").exists() {
         return Some(Fixtures { dir });
     }
@@ -97,6 +97,20 @@ fn fixtures() -> Option<Fixtures> {
         "armhf-v7.o",
         "arm-linux-gnueabi-gcc",
         &[&hf[..], &["-march=armv7-a"]].concat(),
+        "func.c",
+    );
+    // v6 code that still needs more floating point than the ARM1176's VFPv2
+    let v6hf = [&hf[..2], &["-march=armv6"]].concat();
+    cc(
+        "armhf-v6-vfpv3.o",
+        "arm-linux-gnueabi-gcc",
+        &[&v6hf[..], &["-mfpu=vfpv3"]].concat(),
+        "func.c",
+    );
+    cc(
+        "armhf-v6-neon.o",
+        "arm-linux-gnueabi-gcc",
+        &[&v6hf[..], &["-mfpu=neon"]].concat(),
         "func.c",
     );
     cc("aarch64", "aarch64-linux-gnu-gcc", &[], "main.c");
@@ -238,6 +252,13 @@ fn classifies_each_kind_of_elf() {
     let hf7 = classify("armhf-v7.o");
     assert_eq!(hf7.elf.as_ref().unwrap().abi.as_deref(), Some("armhf"));
     assert_eq!(hf7.severity, Severity::Error);
+
+    for (name, needs) in [("armhf-v6-vfpv3.o", "VFPv3"), ("armhf-v6-neon.o", "NEON")] {
+        let f = classify(name);
+        assert_eq!(f.elf.as_ref().unwrap().cpu_arch_name(), Some("v6"));
+        assert_eq!(f.severity, Severity::Error, "{f:?}");
+        assert!(f.message.contains(needs), "{name}: {}", f.message);
+    }
 
     let x = classify("x86-64");
     assert_eq!(x.elf.as_ref().unwrap().machine, "x86-64");

@@ -3,7 +3,8 @@
 //!
 //! Every ELF file is classified ([`elf::ElfInfo`]) and judged against the [`Target`]:
 //! - `armv6l` (ARM1176, Pi Zero/1): anything not 32-bit little-endian ARM is an error; ARM
-//!   code whose Tag_CPU_arch is above v6KZ/v6K (v6T2, v7, v8, M-profiles) is an error; Go with
+//!   code whose Tag_CPU_arch is above v6KZ/v6K (v6T2, v7, v8, M-profiles), or that needs more
+//!   than VFPv2 or any NEON, is an error; Go with
 //!   GOARCH≠arm or GOARM≥7 is an error. armhf is fine on its own (Raspbian is armhf for v6),
 //!   but armhf built for v7 (Debian armhf) fails the level check.
 //! - `arm64`: anything not AArch64 is an error; Go with GOARCH≠arm64 is an error.
@@ -271,6 +272,23 @@ pub fn judge(info: &ElfInfo, target: Target, header_only: bool) -> (Severity, St
                     _ => {}
                 }
             }
+            // The ARM1176 has VFPv2 and no NEON.
+            let mut needs = Vec::new();
+            if let Some(fp) = info.fp_arch.filter(|&fp| fp > 2) {
+                needs.push(format!("{} floating point", elf::fp_arch_name(fp)));
+            }
+            if info.simd_arch.is_some_and(|s| s > 0) {
+                needs.push("NEON".to_string());
+            }
+            if !needs.is_empty() {
+                return (
+                    Error,
+                    format!(
+                        "needs {}; ARM1176 has VFPv2 and no NEON",
+                        needs.join(" and ")
+                    ),
+                );
+            }
             match info.cpu_arch {
                 Some(v) if !elf::runs_on_armv6(v) => {
                     let abi = info.abi.as_deref().unwrap_or("arm");
@@ -368,6 +386,19 @@ impl AuditReport {
     }
 }
 
+/// `v6`, `v6 VFPv3`, `v7 VFPv3-D16 NEON`: what the code needs beyond the baseline.
+fn arm_level(e: &ElfInfo) -> Option<String> {
+    let mut s = e.cpu_arch_name()?.to_string();
+    if let Some(fp) = e.fp_arch.filter(|&fp| fp > 2) {
+        s.push(' ');
+        s.push_str(elf::fp_arch_name(fp));
+    }
+    if e.simd_arch.is_some_and(|v| v > 0) {
+        s.push_str(" NEON");
+    }
+    Some(s)
+}
+
 fn row(f: &Finding) -> [String; 7] {
     let dash = || "-".to_string();
     let (machine, abi, arm, go) = match &f.elf {
@@ -379,7 +410,7 @@ fn row(f: &Finding) -> [String; 7] {
                 if e.big_endian { "be" } else { "" }
             ),
             e.abi.clone().unwrap_or_else(dash),
-            e.cpu_arch_name().map(String::from).unwrap_or_else(dash),
+            arm_level(e).unwrap_or_else(dash),
             e.go.as_ref().map_or_else(dash, |g| {
                 let mut s = g.goarch.clone().unwrap_or_else(|| "go".into());
                 if let Some(v) = g.goarm {
