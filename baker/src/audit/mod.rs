@@ -2,11 +2,10 @@
 //! on the target Pi.
 //!
 //! Every ELF file is classified ([`elf::ElfInfo`]) and judged against the [`Target`]:
-//! - `armv6l` (ARM1176, Pi Zero/1): anything not 32-bit little-endian ARM is an error; ARM
-//!   code whose Tag_CPU_arch is above v6KZ/v6K (v6T2, v7, v8, M-profiles), or that needs more
-//!   than VFPv2 or any NEON, is an error; Go with
-//!   GOARCH≠arm or GOARM≥7 is an error. armhf is fine on its own (Raspbian is armhf for v6),
-//!   but armhf built for v7 (Debian armhf) fails the level check.
+//! - `armv6l` (ARM1176, Pi Zero/1): anything not 32-bit little-endian ARM is an error; so is
+//!   ARM code whose Tag_CPU_arch is above v6KZ/v6K (v6T2, v7, v8, M-profiles) or that needs
+//!   more than VFPv2 or any NEON, and Go with GOARCH≠arm or GOARM≥7. armhf is fine on its own
+//!   (Raspbian is armhf for v6), but armhf built for v7 (Debian armhf) fails the level check.
 //! - `arm64`: anything not AArch64 is an error; Go with GOARCH≠arm64 is an error.
 //!
 //! Archives that are corrupt, truncated or unsafe are errors: they may hide code the audit did
