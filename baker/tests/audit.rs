@@ -446,3 +446,28 @@ fn single_compressed_files_are_looked_into() {
         Severity::Ok
     );
 }
+
+/// Go source trees (the armv6l toolchain included) carry `.syso` objects for every platform;
+/// the file-name build constraint keeps foreign ones out of every link on the target.
+#[test]
+fn go_objects_for_other_platforms_warn() {
+    let Some(fx) = fixtures() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let x86 = fx.bytes("x86-64");
+    let toolchain = tgz(&[
+        ("go/src/runtime/race/race_linux_amd64.syso", &x86),
+        ("go/src/runtime/race/race_freebsd_arm.syso", &x86),
+        ("go/src/crypto/boring_linux_arm.syso", &x86),
+    ]);
+    let rel = release(dir.path(), &[("golang", tgz(&[("go.tar.gz", &toolchain)]))]);
+    let r = audit::audit_path(&rel, Target::Armv6l).unwrap();
+    let p = "packages/golang.tgz!/go.tar.gz!/go/src";
+    let amd64 = finding(&r, &format!("{p}/runtime/race/race_linux_amd64.syso"));
+    assert_eq!(amd64.severity, Severity::Warning, "{amd64:?}");
+    assert!(amd64.message.contains("linux/amd64"), "{}", amd64.message);
+    let bsd = finding(&r, &format!("{p}/runtime/race/race_freebsd_arm.syso"));
+    assert_eq!(bsd.severity, Severity::Warning, "{bsd:?}");
+    // named for the target, so it would be linked: the x86 code inside is an error
+    let own = finding(&r, &format!("{p}/crypto/boring_linux_arm.syso"));
+    assert_eq!(own.severity, Severity::Error, "{own:?}");
+}
