@@ -29,7 +29,8 @@ test:
 
 bench:
 	@bash $(PREREQS) bench
-	@echo "make bench: no benchmark yet" >&2
+	bash scripts/bench-release.sh
+	bash scripts/bench-audit.sh
 
 powerd-aarch64:
 	@bash $(PREREQS) cross

@@ -1,6 +1,10 @@
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use baker::cmd;
 
 /// PiFoundry's build pipeline: BOSH releases and stemcells for Raspberry Pis.
 #[derive(Parser)]
@@ -11,9 +15,70 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Show a release's name, version, jobs, packages, digests and fingerprint era.
+    InspectRelease {
+        release: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every archive digest and every recomputable fingerprint of a release.
+    VerifyRelease { release: PathBuf },
+    /// Write a synthetic release (benchmarks).
+    #[command(hide = true)]
+    SynthRelease {
+        out: PathBuf,
+        #[arg(long, default_value_t = 200)]
+        packages: usize,
+        #[arg(long, default_value_t = 100)]
+        jobs: usize,
+        /// Total blob size in MiB.
+        #[arg(long, default_value_t = 1024)]
+        mib: u64,
+    },
+    /// Edit blobs.lock, the pinned ARM blobs.
+    Lock(cmd::blobs::LockArgs),
+    /// Fill the blob cache from blobs.lock, verifying sha256 and size.
+    Fetch(cmd::blobs::FetchCmd),
+    /// Find binaries that cannot run on the target (exit status 1 when there are any).
+    Audit(cmd::audit::AuditArgs),
+}
 
-#[allow(unreachable_code)] // until the first subcommand lands
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let out = match cli.command {
+        Command::InspectRelease { release, json } => cmd::release::inspect(&release, json)?,
+        Command::VerifyRelease { release } => cmd::release::verify(&release)?,
+        Command::SynthRelease {
+            out,
+            packages,
+            jobs,
+            mib,
+        } => {
+            cmd::release::synth(&out, packages, jobs, mib)?;
+            String::new()
+        }
+        Command::Lock(a) => {
+            cmd::blobs::lock(a)?;
+            String::new()
+        }
+        Command::Fetch(a) => {
+            cmd::blobs::fetch(a)?;
+            String::new()
+        }
+        Command::Audit(a) => return cmd::audit::run(a),
+    };
+    std::io::stdout().write_all(out.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
-    match Cli::parse().command {}
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("baker: {e:#}");
+            // like ripgrep and clap: 2 = the command itself failed (1 is `audit` findings)
+            ExitCode::from(2)
+        }
+    }
 }
