@@ -4,3 +4,4 @@
 //! bakes Raspberry Pi stemcells from declarative recipes.
 
 pub mod atomic;
+pub mod image;
