@@ -4,4 +4,5 @@
 //! bakes Raspberry Pi stemcells from declarative recipes.
 
 pub mod atomic;
+pub mod bootcheck;
 pub mod image;

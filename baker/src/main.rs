@@ -11,9 +11,20 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Boot an image under qemu-system-arm (Pi Zero) and check that init starts the agent
+    BootCheck(baker::bootcheck::cli::BootCheckArgs),
+}
 
-#[allow(unreachable_code)] // until the first subcommand lands
 fn main() -> ExitCode {
-    match Cli::parse().command {}
+    let result = match Cli::parse().command {
+        Command::BootCheck(args) => baker::bootcheck::cli::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("baker: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
