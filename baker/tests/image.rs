@@ -27,6 +27,13 @@ fn tree(dir: &Path) -> (PathBuf, PathBuf) {
         root.join("usr/bin/bosh-agent"),
     )
     .unwrap();
+    // names systemd and odd packages use: debugfs must still address them
+    fs::write(
+        root.join("etc/system-systemd\\x2dcryptsetup.slice"),
+        "[Unit]\n",
+    )
+    .unwrap();
+    fs::write(root.join("etc/say \"hi\""), "hi\n").unwrap();
     fs::create_dir_all(boot.join("overlays")).unwrap();
     fs::write(boot.join("config.txt"), "enable_uart=1\n").unwrap();
     fs::write(

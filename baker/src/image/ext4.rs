@@ -48,16 +48,21 @@ pub(super) fn clamp_times(img: &Path, layout: &Layout, spec: &ImageSpec) -> Resu
             .path()
             .strip_prefix(&spec.rootfs)
             .expect("walk stays under root");
+        // debugfs reads one command per line; inside double quotes a backslash is literal
+        // and a doubled quote stands for one quote
         let mut path = b"/".to_vec();
-        path.extend_from_slice(rel.as_os_str().as_bytes());
-        // debugfs reads one command per line and splits arguments at quotes
-        if path.iter().any(|b| matches!(b, b'"' | b'\n' | b'\\')) {
-            return Err(ImageError::Input {
-                path: entry.path().to_path_buf(),
-                message:
-                    "file name contains a quote, backslash or newline, which debugfs cannot address"
-                        .into(),
-            });
+        for &b in rel.as_os_str().as_bytes() {
+            match b {
+                b'\n' => {
+                    return Err(ImageError::Input {
+                        path: entry.path().to_path_buf(),
+                        message: "file name contains a newline, which debugfs cannot address"
+                            .into(),
+                    });
+                }
+                b'"' => path.extend_from_slice(b"\"\""),
+                _ => path.push(b),
+            }
         }
         let meta = entry
             .path()
