@@ -3,6 +3,9 @@
 //! Reads, verifies and rewrites BOSH release tarballs exactly as bosh-cli writes them, and
 //! bakes Raspberry Pi stemcells from declarative recipes.
 
+pub mod archive;
 pub mod atomic;
 pub mod bootcheck;
+pub mod cmd;
 pub mod image;
+pub mod release;

@@ -1,6 +1,10 @@
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use baker::cmd;
 
 /// PiFoundry's build pipeline: BOSH releases and stemcells for Raspberry Pis.
 #[derive(Parser)]
@@ -11,16 +15,57 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::enum_variant_names)] // until non-release commands land
 enum Command {
+    /// Show a release's name, version, jobs, packages, digests and fingerprint era.
+    InspectRelease {
+        release: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every archive digest and every recomputable fingerprint of a release.
+    VerifyRelease { release: PathBuf },
     /// Boot an image under qemu-system-arm (Pi Zero) and check that init starts the agent
     BootCheck(baker::bootcheck::cli::BootCheckArgs),
+    /// Write a synthetic release (benchmarks).
+    #[command(hide = true)]
+    SynthRelease {
+        out: PathBuf,
+        #[arg(long, default_value_t = 200)]
+        packages: usize,
+        #[arg(long, default_value_t = 100)]
+        jobs: usize,
+        /// Total blob size in MiB.
+        #[arg(long, default_value_t = 1024)]
+        mib: u64,
+    },
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let out = match cli.command {
+        Command::InspectRelease { release, json } => cmd::release::inspect(&release, json)?,
+        Command::VerifyRelease { release } => cmd::release::verify(&release)?,
+        Command::BootCheck(args) => {
+            baker::bootcheck::cli::run(&args)?;
+            String::new()
+        }
+        Command::SynthRelease {
+            out,
+            packages,
+            jobs,
+            mib,
+        } => {
+            cmd::release::synth(&out, packages, jobs, mib)?;
+            String::new()
+        }
+    };
+    std::io::stdout().write_all(out.as_bytes())?;
+    Ok(())
 }
 
 fn main() -> ExitCode {
-    let result = match Cli::parse().command {
-        Command::BootCheck(args) => baker::bootcheck::cli::run(&args),
-    };
-    match result {
+    match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("baker: {e:#}");
