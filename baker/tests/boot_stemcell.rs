@@ -22,6 +22,9 @@ fn a_baked_stemcell_boots_and_init_starts_the_agent() {
     assert_eq!(report.report["agent"], "active");
     assert_eq!(report.report["arch"], "armv6l");
     assert_eq!(report.report["root"], "/dev/mmcblk0p2");
+    // the FAT32 boot partition the image builder wrote mounts in the guest
+    assert_eq!(report.report["boot"], "/dev/mmcblk0p1:vfat");
+    assert_eq!(report.report["system"], "running", "{:?}", report.report);
     assert!(
         report.markers[0].contains("goarm=6"),
         "{:?}",

@@ -253,3 +253,66 @@ fn a_file_that_is_not_a_device_tree_is_named() {
         "{err}"
     );
 }
+
+/// An init that plays a stemcell's part on the console: the agent marker, a login prompt
+/// and the report line, then power-off.
+fn fake_stemcell_init(agent_state: &str) -> String {
+    format!(
+        "#!/bin/busybox sh\n/bin/busybox --install -s /bin\n\
+         echo 'PIFOUNDRY-AGENT-STARTED stub goarch=arm goarm=6'\n\
+         echo 'Debian GNU/Linux 12 pi0 ttyAMA0'\necho\necho -n 'pi0 login: '\nsleep 1\necho\n\
+         echo 'PIFOUNDRY-BOOTCHECK agent={agent_state} agent_pid=42 system=running failed=none arch='$(uname -m)\n\
+         poweroff -f\n"
+    )
+}
+
+fn baker_boot_check(kit: &Kit, initrd: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_baker"))
+        .args(["boot-check", "--timeout", "180", "--kernel"])
+        .arg(&kit.kernel)
+        .arg("--dtb")
+        .arg(&kit.dtb)
+        .arg("--initrd")
+        .arg(initrd)
+        .args(["--append", "console=ttyAMA0 panic=1 rdinit=/init"])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn boot_check_cli_passes_when_init_reports_the_agent_active() {
+    let kit = kit();
+    let dir = tempfile::tempdir().unwrap();
+    let initrd = dir.path().join("initrd.cpio");
+    initramfs(&kit, &fake_stemcell_init("active"), &initrd);
+    let out = baker_boot_check(&kit, &initrd);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("seen: PIFOUNDRY-AGENT-STARTED stub goarch=arm goarm=6"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("seen: pi0 login:"), "{stdout}");
+    assert!(stdout.contains("agent=active"), "{stdout}");
+    assert!(stdout.contains("arch=armv6l"), "{stdout}");
+    assert!(stdout.contains("boot-check: OK"), "{stdout}");
+}
+
+#[test]
+fn boot_check_cli_fails_when_the_agent_unit_is_not_active() {
+    let kit = kit();
+    let dir = tempfile::tempdir().unwrap();
+    let initrd = dir.path().join("initrd.cpio");
+    initramfs(&kit, &fake_stemcell_init("failed"), &initrd);
+    let out = baker_boot_check(&kit, &initrd);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("init did not start the agent: bosh-agent.service is \"failed\""),
+        "{stderr}"
+    );
+}
