@@ -166,6 +166,20 @@ impl ImageSpec {
     }
 }
 
+/// Parses an 8-hex-digit identifier as recipes spell them (`"50490001"`, `0x` allowed) for
+/// [`ImageSpec::boot_volume_id`] and [`ImageSpec::disk_id`].
+pub fn parse_hex_id(field: &'static str, s: &str) -> Result<u32, ImageError> {
+    let digits = s.strip_prefix("0x").unwrap_or(s);
+    if digits.len() != 8 {
+        return Err(ImageError::spec(
+            field,
+            format!("{s:?} is not 8 hex digits"),
+        ));
+    }
+    u32::from_str_radix(digits, 16)
+        .map_err(|_| ImageError::spec(field, format!("{s:?} is not 8 hex digits")))
+}
+
 fn check_uuid(field: &'static str, s: &str) -> Result<(), ImageError> {
     let groups: Vec<&str> = s.split('-').collect();
     let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
@@ -250,4 +264,35 @@ pub fn build_disk_image(spec: &ImageSpec, out: &Path) -> Result<Layout, ImageErr
         .map_err(|e| ImageError::io(img, e))?;
     tmp.persist(out).map_err(|e| ImageError::io(out, e.error))?;
     Ok(layout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_ids_parse_as_recipes_write_them() {
+        assert_eq!(parse_hex_id("disk_id", "50494630").unwrap(), 0x5049_4630);
+        assert_eq!(parse_hex_id("disk_id", "0x5049ABCD").unwrap(), 0x5049_abcd);
+        let err = parse_hex_id("boot_volume_id", "5049").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "image spec: boot_volume_id: \"5049\" is not 8 hex digits"
+        );
+        assert!(parse_hex_id("disk_id", "5049463g").is_err());
+    }
+
+    #[test]
+    fn the_default_layout_puts_root_after_a_256_mib_boot() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = ImageSpec::new(dir.path(), dir.path()).validate().unwrap();
+        assert_eq!(layout.boot_start, 8192);
+        assert_eq!(layout.root_start, 8192 + 524_288);
+        assert_eq!(layout.total_sectors, 4_194_304);
+        assert!(
+            layout
+                .sfdisk_script(0x5049_4630)
+                .contains("label-id: 0x50494630\n")
+        );
+    }
 }
