@@ -5,7 +5,10 @@
 
 pub mod archive;
 pub mod atomic;
+pub mod audit;
 pub mod bootcheck;
 pub mod cmd;
+pub mod fetch;
 pub mod image;
+pub mod lock;
 pub mod release;

@@ -310,7 +310,7 @@ fn boot_check_cli_fails_when_the_agent_unit_is_not_active() {
     initramfs(&kit, &fake_stemcell_init("failed"), &initrd);
     let out = baker_boot_check(&kit, &initrd);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("init did not start the agent: bosh-agent.service is \"failed\""),
         "{stderr}"
