@@ -268,7 +268,14 @@ fn fake_stemcell_init(agent_state: &str) -> String {
 
 fn baker_boot_check(kit: &Kit, initrd: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_baker"))
-        .args(["boot-check", "--timeout", "180", "--kernel"])
+        .args([
+            "boot-check",
+            "--timeout",
+            "240",
+            "--stall",
+            "60",
+            "--kernel",
+        ])
         .arg(&kit.kernel)
         .arg("--dtb")
         .arg(&kit.dtb)
@@ -315,4 +322,32 @@ fn boot_check_cli_fails_when_the_agent_unit_is_not_active() {
         stderr.contains("init did not start the agent: bosh-agent.service is \"failed\""),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_silent_guest_counts_as_stalled_long_before_the_timeout() {
+    let kit = kit();
+    let dir = tempfile::tempdir().unwrap();
+    let initrd = dir.path().join("initrd.cpio");
+    initramfs(
+        &kit,
+        "#!/bin/busybox sh\necho PIFOUNDRY-GOING-QUIET\nexec /bin/busybox sleep 1000\n",
+        &initrd,
+    );
+    let mut spec = spec(&kit, &initrd);
+    spec.stall = Duration::from_secs(8);
+    let mut qemu = Qemu::start(&spec).unwrap();
+    let deadline = qemu.deadline();
+    qemu.console()
+        .wait_for("PIFOUNDRY-GOING-QUIET", deadline)
+        .unwrap();
+    let err = qemu
+        .console()
+        .wait_for("never-printed", deadline)
+        .unwrap_err();
+    assert!(
+        matches!(err, BootError::Stalled { secs: 8, .. }),
+        "expected a stall, got {err}"
+    );
+    assert!(err.to_string().contains("PIFOUNDRY-GOING-QUIET"), "{err}");
 }

@@ -26,6 +26,9 @@ pub struct BootCheckArgs {
     /// Seconds for the whole check, boot to power-off
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
+    /// Seconds of console silence after which the guest counts as stalled (retried once)
+    #[arg(long, default_value_t = 120)]
+    pub stall: u64,
     /// Console text that must appear (repeatable)
     #[arg(long = "expect", default_values_t = [AGENT_MARKER.to_string(), "login:".to_string()])]
     pub expect: Vec<String>,
@@ -52,6 +55,7 @@ pub fn run(args: &BootCheckArgs) -> anyhow::Result<()> {
     };
     spec.machine = args.machine.clone();
     spec.timeout = Duration::from_secs(args.timeout);
+    spec.stall = Duration::from_secs(args.stall);
     spec.serial_log = args.serial_log.clone();
     if let Some(a) = &args.append {
         spec.append = a.clone();

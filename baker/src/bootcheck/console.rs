@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::process::{ChildStdin, ChildStdout};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::BootError;
 
@@ -23,10 +23,18 @@ pub struct Console {
     /// Everything seen so far, `\r` removed.
     text: String,
     closed: bool,
+    last_output: Instant,
+    /// Silence longer than this is a stalled guest.
+    stall: Duration,
 }
 
 impl Console {
-    pub(super) fn attach(stdout: ChildStdout, stdin: ChildStdin, log: Option<File>) -> Self {
+    pub(super) fn attach(
+        stdout: ChildStdout,
+        stdin: ChildStdin,
+        log: Option<File>,
+        stall: Duration,
+    ) -> Self {
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
             let mut stdout = stdout;
@@ -51,6 +59,8 @@ impl Console {
             chunks: rx,
             text: String::new(),
             closed: false,
+            last_output: Instant::now(),
+            stall,
         }
     }
 
@@ -104,7 +114,14 @@ impl Console {
                     tail: self.tail(),
                 });
             }
-            self.pump(deadline);
+            if self.last_output.elapsed() >= self.stall {
+                return Err(BootError::Stalled {
+                    waiting_for: needle.to_owned(),
+                    secs: self.stall.as_secs(),
+                    tail: self.tail(),
+                });
+            }
+            self.pump(deadline.min(self.last_output + self.stall));
         }
     }
 
@@ -153,6 +170,7 @@ impl Console {
     }
 
     fn push(&mut self, bytes: &[u8]) {
+        self.last_output = Instant::now();
         self.text.extend(
             String::from_utf8_lossy(bytes)
                 .chars()

@@ -56,6 +56,14 @@ pub enum BootError {
         what: String,
         tail: String,
     },
+    #[error(
+        "guest stalled: no console output for {secs} s while waiting for {waiting_for:?}; console ended with:\n  {tail}"
+    )]
+    Stalled {
+        waiting_for: String,
+        secs: u64,
+        tail: String,
+    },
     #[error("QEMU exited with {status}; console ended with:\n  {tail}")]
     QemuExit { status: String, tail: String },
     #[error("boot check failed: {0}")]
@@ -86,6 +94,8 @@ pub struct BootSpec {
     pub append: String,
     /// For the whole check, boot to power-off.
     pub timeout: Duration,
+    /// Console silence after which the guest counts as stalled.
+    pub stall: Duration,
     /// Raw copy of everything the console printed.
     pub serial_log: Option<PathBuf>,
     pub extra_args: Vec<String>,
@@ -101,6 +111,7 @@ impl BootSpec {
             image: None,
             append: SD_APPEND.into(),
             timeout: Duration::from_secs(600),
+            stall: Duration::from_secs(120),
             serial_log: None,
             extra_args: Vec::new(),
         }
@@ -172,7 +183,24 @@ pub struct BootReport {
 /// Boots a stemcell image and checks it: every marker in `markers` must appear (the
 /// agent's start, the login prompt), the report unit must find the agent unit active, and
 /// the guest must power off so that QEMU exits 0.
+///
+/// Under a heavily loaded host an emulated Pi Zero has (twice, in the busybox test) stopped
+/// for good early in the kernel's boot, while the same kernel and initramfs boot on the
+/// next try; the cause is not pinned down. A console silent for `spec.stall` counts as
+/// such a stall, and the boot is tried once more from scratch; a second stall fails.
 pub fn check_stemcell(spec: &BootSpec, markers: &[String]) -> Result<BootReport, BootError> {
+    match check_once(spec, markers) {
+        Err(BootError::Stalled { secs, tail, .. }) => {
+            eprintln!(
+                "boot-check: the emulated guest stalled ({secs} s without console output); booting once more. Last output:\n  {tail}"
+            );
+            check_once(spec, markers)
+        }
+        other => other,
+    }
+}
+
+fn check_once(spec: &BootSpec, markers: &[String]) -> Result<BootReport, BootError> {
     let started = Instant::now();
     let mut qemu = Qemu::start(spec)?;
     let deadline = qemu.deadline();

@@ -97,7 +97,7 @@ impl Qemu {
         let stdin = child.stdin.take().expect("stdin is piped");
         Ok(Self {
             child,
-            console: Console::attach(stdout, stdin, log),
+            console: Console::attach(stdout, stdin, log, spec.stall),
             deadline: Instant::now() + spec.timeout,
             _scratch: scratch,
         })
