@@ -6,7 +6,9 @@
 pub mod archive;
 pub mod atomic;
 pub mod audit;
+pub mod bootcheck;
 pub mod cmd;
 pub mod fetch;
+pub mod image;
 pub mod lock;
 pub mod release;
