@@ -6,4 +6,6 @@
 pub mod archive;
 pub mod atomic;
 pub mod cmd;
+pub mod recipe;
 pub mod release;
+pub mod rewrite;

@@ -26,6 +26,22 @@ enum Command {
     },
     /// Check every archive digest and every recomputable fingerprint of a release.
     VerifyRelease { release: PathBuf },
+    /// Swap a release's architecture-specific blobs for ARM ones, as a recipe says.
+    RewriteRelease {
+        release: PathBuf,
+        /// recipes/releases/<name>.yml
+        #[arg(long)]
+        recipe: PathBuf,
+        /// Output tarball (default: <name>-<version><suffix>.tgz here).
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// A local file for a blobs.lock key, as KEY=FILE (repeatable).
+        #[arg(long = "blob", value_name = "KEY=FILE")]
+        blobs: Vec<String>,
+        /// Machine-readable summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a synthetic release (benchmarks).
     #[command(hide = true)]
     SynthRelease {
@@ -44,6 +60,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let out = match cli.command {
         Command::InspectRelease { release, json } => cmd::release::inspect(&release, json)?,
         Command::VerifyRelease { release } => cmd::release::verify(&release)?,
+        Command::RewriteRelease {
+            release,
+            recipe,
+            out,
+            blobs,
+            json,
+        } => cmd::rewrite::run(&release, &recipe, out.as_deref(), &blobs, json)?,
         Command::SynthRelease {
             out,
             packages,
