@@ -30,6 +30,7 @@ test:
 bench:
 	@bash $(PREREQS) bench
 	bash scripts/bench-release.sh
+	bash scripts/bench-rewrite.sh
 
 powerd-aarch64:
 	@bash $(PREREQS) cross

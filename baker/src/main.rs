@@ -53,6 +53,9 @@ enum Command {
         /// Total blob size in MiB.
         #[arg(long, default_value_t = 1024)]
         mib: u64,
+        /// Size in MiB of a golang-release-shaped `golang-1-linux` package (0: none).
+        #[arg(long, default_value_t = 0)]
+        golang_mib: u64,
     },
 }
 
@@ -72,8 +75,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             packages,
             jobs,
             mib,
+            golang_mib,
         } => {
-            cmd::release::synth(&out, packages, jobs, mib)?;
+            cmd::release::synth(&out, packages, jobs, mib, golang_mib)?;
             String::new()
         }
     };

@@ -92,7 +92,8 @@ pub fn build_inner(dest: &Path, mut files: Vec<InnerFile>, algos: &[Algo]) -> io
         inner: io::BufWriter::with_capacity(1 << 20, File::create(dest)?),
         hasher: Hasher::new(algos),
     };
-    let mut tgz = TarGzWriter::with_level(out, Compression::default());
+    // Package payloads are mostly compressed tarballs already: a fast level loses little.
+    let mut tgz = TarGzWriter::with_level(out, Compression::fast());
     tgz.add_dir("./")?;
     let mut dirs: BTreeSet<String> = BTreeSet::new();
     let mut digests = Vec::with_capacity(files.len());
