@@ -182,7 +182,9 @@ pub fn rewrite(
         top_files: &rel.top_files,
     };
     let file = AtomicFile::create(out).map_err(io_err(out))?;
-    let file = writer::write(file, &parts, Compression::fast()).map_err(io_err(out))?;
+    // Every payload entry is a gzip archive already: store it (still gzip, as directors
+    // need) instead of deflating a second time, which would cost more than the rest.
+    let file = writer::write(file, &parts, Compression::none()).map_err(io_err(out))?;
     file.commit().map_err(io_err(out))?;
     fs::set_permissions(out, fs::Permissions::from_mode(0o644)).map_err(io_err(out))?;
     Ok(Summary {
