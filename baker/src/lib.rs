@@ -5,7 +5,10 @@
 
 pub mod archive;
 pub mod atomic;
+pub mod audit;
 pub mod cmd;
+pub mod fetch;
+pub mod lock;
 pub mod recipe;
 pub mod release;
 pub mod rewrite;

@@ -15,7 +15,6 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-#[allow(clippy::enum_variant_names)] // until non-release commands land
 enum Command {
     /// Show a release's name, version, jobs, packages, digests and fingerprint era.
     InspectRelease {
@@ -57,9 +56,15 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         golang_mib: u64,
     },
+    /// Edit blobs.lock, the pinned ARM blobs.
+    Lock(cmd::blobs::LockArgs),
+    /// Fill the blob cache from blobs.lock, verifying sha256 and size.
+    Fetch(cmd::blobs::FetchCmd),
+    /// Find binaries that cannot run on the target (exit status 1 when there are any).
+    Audit(cmd::audit::AuditArgs),
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let out = match cli.command {
         Command::InspectRelease { release, json } => cmd::release::inspect(&release, json)?,
         Command::VerifyRelease { release } => cmd::release::verify(&release)?,
@@ -80,17 +85,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cmd::release::synth(&out, packages, jobs, mib, golang_mib)?;
             String::new()
         }
+        Command::Lock(a) => {
+            cmd::blobs::lock(a)?;
+            String::new()
+        }
+        Command::Fetch(a) => {
+            cmd::blobs::fetch(a)?;
+            String::new()
+        }
+        Command::Audit(a) => return cmd::audit::run(a),
     };
     std::io::stdout().write_all(out.as_bytes())?;
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("baker: {e:#}");
-            ExitCode::FAILURE
+            // like ripgrep and clap: 2 = the command itself failed (1 is `audit` findings)
+            ExitCode::from(2)
         }
     }
 }
