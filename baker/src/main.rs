@@ -34,9 +34,15 @@ enum Command {
         /// Output tarball (default: <name>-<version><suffix>.tgz here).
         #[arg(short, long)]
         out: Option<PathBuf>,
-        /// A local file for a blobs.lock key, as KEY=FILE (repeatable).
+        /// A local file for a blobs.lock key, as KEY=FILE (repeatable); other keys come
+        /// from the lock through the verified cache.
         #[arg(long = "blob", value_name = "KEY=FILE")]
         blobs: Vec<String>,
+        /// The lock file
+        #[arg(long, default_value = baker::lock::LOCK_FILE)]
+        lock: PathBuf,
+        #[command(flatten)]
+        fetch: cmd::blobs::FetchArgs,
         /// Machine-readable summary.
         #[arg(long)]
         json: bool,
@@ -73,8 +79,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             recipe,
             out,
             blobs,
+            lock,
+            fetch,
             json,
-        } => cmd::rewrite::run(&release, &recipe, out.as_deref(), &blobs, json)?,
+        } => cmd::rewrite::run(cmd::rewrite::Args {
+            input: &release,
+            recipe: &recipe,
+            out: out.as_deref(),
+            blobs: &blobs,
+            lock: &lock,
+            fetch: &fetch,
+            json,
+        })?,
         Command::SynthRelease {
             out,
             packages,

@@ -219,8 +219,11 @@ fn bad_recipes_and_missing_blobs_are_named() {
 
     let s = setup(&RECIPE.replace("blob: go1.22.5.linux-armv6l", "blob: not-in-lock"));
     let e = stderr_line(&run(&s, &sample(), &[]));
+    assert!(e.contains("blob not-in-lock: "), "{e}");
+    let lock = lock_file(&s, "armv6l", &"ab".repeat(32));
+    let e = stderr_line(&run_with_lock(&s, &lock));
     assert!(
-        e.contains("blob not-in-lock: no blob given for key not-in-lock"),
+        e.contains("blob not-in-lock: unknown blob key \"not-in-lock\""),
         "{e}"
     );
 
@@ -288,4 +291,66 @@ fn compiled_releases_are_refused() {
         e.ends_with("pi-sample 0+dev.1 is a compiled release; its binaries cannot be swapped"),
         "{e}"
     );
+}
+
+fn lock_file(s: &Setup, arch: &str, sha256: &str) -> PathBuf {
+    let size = std::fs::metadata(&s.blob).unwrap().len();
+    let lock = s.dir.path().join("blobs.lock");
+    std::fs::write(
+        &lock,
+        format!(
+            "blobs:\n  go1.22.5.linux-armv6l:\n    url: file://{}\n    sha256: {sha256}\n    size: {size}\n    arch: {arch}\n    replaces: golang-1-linux toolchain\n",
+            s.blob.display()
+        ),
+    )
+    .unwrap();
+    lock
+}
+
+fn run_with_lock(s: &Setup, lock: &Path) -> std::process::Output {
+    let out = s.dir.path().join("out.tgz");
+    let cache = s.dir.path().join("cache");
+    baker(&[
+        "rewrite-release",
+        sample().to_str().unwrap(),
+        "--recipe",
+        s.recipe.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--lock",
+        lock.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn blobs_come_from_the_lock_through_the_cache() {
+    let s = setup(RECIPE);
+    let sha = sha256_hex(&std::fs::read(&s.blob).unwrap());
+    let out = run_with_lock(&s, &lock_file(&s, "armv6l", &sha));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = release::read_manifest(&s.dir.path().join("out.tgz")).unwrap();
+    assert_ne!(
+        m.packages[0].fingerprint,
+        "0ece9e64fd7816c0aa13c7832bfe385ccbb6510db2f9a092a4b4d36c66ea1ec9"
+    );
+
+    let e = stderr_line(&run_with_lock(&s, &lock_file(&s, "arm64", &sha)));
+    assert!(
+        e.contains("blob go1.22.5.linux-armv6l:")
+            && e.contains("says it is for arm64, the recipe targets armv6l"),
+        "{e}"
+    );
+
+    std::fs::remove_dir_all(s.dir.path().join("cache")).unwrap();
+    let e = stderr_line(&run_with_lock(
+        &s,
+        &lock_file(&s, "armv6l", &"ab".repeat(32)),
+    ));
+    assert!(e.contains("go1.22.5.linux-armv6l"), "{e}");
 }

@@ -5,9 +5,42 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::recipe::release::ReleaseRecipe;
+use crate::cmd::blobs::FetchArgs;
+use crate::fetch::Fetcher;
+use crate::lock::Lock;
+use crate::recipe::release::{ReleaseRecipe, Target};
 use crate::release;
-use crate::rewrite::{self, LocalBlobs, Summary};
+use crate::rewrite::{self, BlobSource, LocalBlobs, LockBlobs, LockedBlob, Summary};
+
+/// `--blob KEY=FILE` overrides first, then `blobs.lock` through the cache (opened only when
+/// a key is not overridden).
+struct CliBlobs<'a> {
+    local: LocalBlobs,
+    lock_path: &'a Path,
+    fetch: &'a FetchArgs,
+    target: Target,
+    opened: std::sync::OnceLock<Result<(Lock, Fetcher), String>>,
+}
+
+impl BlobSource for CliBlobs<'_> {
+    fn blob(&self, key: &str) -> Result<LockedBlob, String> {
+        if self.local.0.contains_key(key) {
+            return self.local.blob(key);
+        }
+        let opened = self.opened.get_or_init(|| {
+            let lock = Lock::load(self.lock_path).map_err(|e| e.to_string())?;
+            let fetcher = Fetcher::new(self.fetch.options()).map_err(|e| e.to_string())?;
+            Ok((lock, fetcher))
+        });
+        let (lock, fetcher) = opened.as_ref().map_err(Clone::clone)?;
+        LockBlobs {
+            lock,
+            fetcher,
+            target: self.target,
+        }
+        .blob(key)
+    }
+}
 
 /// Parses `KEY=FILE` blob arguments.
 pub fn local_blobs(args: &[String]) -> Result<LocalBlobs> {
@@ -21,15 +54,35 @@ pub fn local_blobs(args: &[String]) -> Result<LocalBlobs> {
     Ok(blobs)
 }
 
-pub fn run(
-    input: &Path,
-    recipe: &Path,
-    out: Option<&Path>,
-    blobs: &[String],
-    json: bool,
-) -> Result<String> {
+/// What `rewrite-release` was asked to do.
+pub struct Args<'a> {
+    pub input: &'a Path,
+    pub recipe: &'a Path,
+    pub out: Option<&'a Path>,
+    pub blobs: &'a [String],
+    pub lock: &'a Path,
+    pub fetch: &'a FetchArgs,
+    pub json: bool,
+}
+
+pub fn run(a: Args<'_>) -> Result<String> {
+    let Args {
+        input,
+        recipe,
+        out,
+        blobs,
+        lock,
+        fetch,
+        json,
+    } = a;
     let (recipe, rules) = ReleaseRecipe::load(recipe)?;
-    let blobs = local_blobs(blobs)?;
+    let blobs = CliBlobs {
+        local: local_blobs(blobs)?,
+        lock_path: lock,
+        fetch,
+        target: recipe.target,
+        opened: std::sync::OnceLock::new(),
+    };
     let out = match out {
         Some(o) => o.to_path_buf(),
         None => {

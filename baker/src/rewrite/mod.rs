@@ -59,6 +59,36 @@ impl BlobSource for LocalBlobs {
     }
 }
 
+/// Blobs from `blobs.lock`, fetched into (or found in) the verified cache.
+pub struct LockBlobs<'a> {
+    pub lock: &'a crate::lock::Lock,
+    pub fetcher: &'a crate::fetch::Fetcher,
+    pub target: crate::recipe::release::Target,
+}
+
+impl BlobSource for LockBlobs<'_> {
+    fn blob(&self, key: &str) -> Result<LockedBlob, String> {
+        let entry = self.lock.get(key).map_err(|e| e.to_string())?;
+        let arch = entry.arch.as_str();
+        if arch != "any" && arch != self.target.to_string() {
+            return Err(format!(
+                "{} says it is for {arch}, the recipe targets {}",
+                self.lock.origin(),
+                self.target
+            ));
+        }
+        let path = self.fetcher.ensure(entry).map_err(|e| e.to_string())?;
+        let size = fs::metadata(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .len();
+        Ok(LockedBlob {
+            path,
+            sha256: entry.sha256.clone(),
+            size,
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RewriteError {
     #[error(transparent)]
