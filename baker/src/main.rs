@@ -46,6 +46,12 @@ enum Command {
         /// Machine-readable summary.
         #[arg(long)]
         json: bool,
+        /// Do not run the ELF audit on the output.
+        #[arg(long)]
+        no_audit: bool,
+        /// Fail, removing the output, when the audit finds binaries that cannot run on the target.
+        #[arg(long, conflicts_with = "no_audit")]
+        strict: bool,
     },
     /// Write a synthetic release (benchmarks).
     #[command(hide = true)]
@@ -82,6 +88,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             lock,
             fetch,
             json,
+            no_audit,
+            strict,
         } => cmd::rewrite::run(cmd::rewrite::Args {
             input: &release,
             recipe: &recipe,
@@ -90,6 +98,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             lock: &lock,
             fetch: &fetch,
             json,
+            no_audit,
+            strict,
         })?,
         Command::SynthRelease {
             out,

@@ -152,7 +152,9 @@ fn json_summary_names_the_changes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(all["audit"]["target"], "armv6l");
+    let v = &all["rewrite"];
     assert_eq!(v["new_version"], "0+dev.1+pi.armv6l");
     assert_eq!(v["target"], "armv6l");
     assert_eq!(v["copied_archives"], 3);
@@ -353,4 +355,39 @@ fn blobs_come_from_the_lock_through_the_cache() {
         &lock_file(&s, "armv6l", &"ab".repeat(32)),
     ));
     assert!(e.contains("go1.22.5.linux-armv6l"), "{e}");
+}
+
+#[test]
+fn the_output_is_audited_and_strict_refuses_leftover_x86_binaries() {
+    let s = setup(RECIPE);
+    let out = run(&s, &sample(), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("audit for armv6l:") && text.contains("0 error(s)"),
+        "{text}"
+    );
+
+    // A "toolchain" that is really an x86-64 binary (this machine's /bin/true).
+    let mut w = baker::archive::TarGzWriter::new(std::fs::File::create(&s.blob).unwrap());
+    w.add_path("go/bin/go", Path::new("/bin/true")).unwrap();
+    w.finish().unwrap();
+    let out = run(&s, &sample(), &[]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("audit error: packages/golang-1-linux.tgz!/"),
+        "{text}"
+    );
+
+    let e = stderr_line(&run(&s, &sample(), &["--strict"]));
+    assert!(
+        e.contains("--strict: the audit of") && e.contains("output removed"),
+        "{e}"
+    );
+    assert!(!s.dir.path().join("out.tgz").exists());
 }

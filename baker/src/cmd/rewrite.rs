@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use crate::audit;
 use crate::cmd::blobs::FetchArgs;
 use crate::fetch::Fetcher;
 use crate::lock::Lock;
@@ -63,6 +64,10 @@ pub struct Args<'a> {
     pub lock: &'a Path,
     pub fetch: &'a FetchArgs,
     pub json: bool,
+    /// Skip the ELF audit of the output.
+    pub no_audit: bool,
+    /// Fail (and remove the output) when the audit finds errors.
+    pub strict: bool,
 }
 
 pub fn run(a: Args<'_>) -> Result<String> {
@@ -74,6 +79,8 @@ pub fn run(a: Args<'_>) -> Result<String> {
         lock,
         fetch,
         json,
+        no_audit,
+        strict,
     } = a;
     let (recipe, rules) = ReleaseRecipe::load(recipe)?;
     let blobs = CliBlobs {
@@ -95,10 +102,46 @@ pub fn run(a: Args<'_>) -> Result<String> {
     };
     let summary = rewrite::rewrite(input, &recipe, &rules, &blobs, &out)
         .with_context(|| format!("rewrite-release {}", input.display()))?;
-    if json {
-        return Ok(serde_json::to_string_pretty(&summary)? + "\n");
+    let audit = if no_audit {
+        None
+    } else {
+        let target = recipe
+            .target
+            .to_string()
+            .parse()
+            .map_err(anyhow::Error::msg)?;
+        Some(audit::audit_path(&out, target)?)
+    };
+    if let Some(report) = audit.as_ref().filter(|r| strict && r.errors() > 0) {
+        std::fs::remove_file(&out).with_context(|| out.display().to_string())?;
+        let first = report
+            .findings
+            .iter()
+            .find(|f| f.severity == audit::Severity::Error)
+            .map(|f| format!("{}: {}", f.path, f.message))
+            .unwrap_or_default();
+        bail!(
+            "--strict: the audit of {} found {} error(s), first {first}; output removed",
+            out.display(),
+            report.errors()
+        );
     }
-    Ok(human(&summary))
+    if json {
+        let v = serde_json::json!({ "rewrite": summary, "audit": audit });
+        return Ok(serde_json::to_string_pretty(&v)? + "\n");
+    }
+    let mut text = human(&summary);
+    if let Some(report) = &audit {
+        for f in report
+            .findings
+            .iter()
+            .filter(|f| f.severity == audit::Severity::Error)
+        {
+            let _ = writeln!(text, "  audit error: {}: {}", f.path, f.message);
+        }
+        let _ = writeln!(text, "  {}", report.summary());
+    }
+    Ok(text)
 }
 
 fn human(s: &Summary) -> String {
