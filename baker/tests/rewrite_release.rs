@@ -391,3 +391,34 @@ fn the_output_is_audited_and_strict_refuses_leftover_x86_binaries() {
     );
     assert!(!s.dir.path().join("out.tgz").exists());
 }
+
+#[test]
+fn sha1_era_packages_get_sha1_era_fingerprints() {
+    use sha1::Sha1;
+    let u = unpack(&sample());
+    let old = sha1_era_release(&u);
+    let s = setup(RECIPE);
+    let out = run(&s, &old, &["--no-audit"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let packaging =
+        "set -e\ntar xzf golang/go1.22.5.linux-armv6l.tar.gz\ncp -R go/* ${BOSH_INSTALL_TARGET}\n";
+    let input = format!(
+        "v2golang/go1.22.5.linux-armv6l.tar.gz{}100644packaging{}",
+        hex::encode(Sha1::digest(std::fs::read(&s.blob).unwrap())),
+        hex::encode(Sha1::digest(packaging.as_bytes()))
+    );
+    let m = release::read_manifest(&s.dir.path().join("out.tgz")).unwrap();
+    assert_eq!(
+        m.packages[0].fingerprint,
+        hex::encode(Sha1::digest(input.as_bytes()))
+    );
+    let v = baker(&[
+        "verify-release",
+        s.dir.path().join("out.tgz").to_str().unwrap(),
+    ]);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+}

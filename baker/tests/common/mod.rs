@@ -172,3 +172,36 @@ pub fn build_release(dir: &Path, name: &str, version: &str, pkgs: &[Pkg<'_>]) ->
     .unwrap();
     out
 }
+
+/// The sample release as a pre-v5.5.0 bosh-cli would have fingerprinted it: SHA-1 over bare
+/// hex SHA-1 file digests (40-hex fingerprints).
+pub fn sha1_era_release(u: &Unpacked) -> PathBuf {
+    use baker::release::digest::Algo;
+    use baker::release::fingerprint::{Era, fingerprint};
+    let mut m = u.manifest.clone();
+    let mut fps = Vec::new();
+    for e in release::entries(&u.manifest) {
+        let f = std::io::BufReader::new(std::fs::File::open(&u.archives[&e.archive]).unwrap());
+        let files = release::reader::summarize_files(&e.archive, f, &[Algo::Sha1]).unwrap();
+        let fp = fingerprint(Era::Sha1, e.resource.as_ref().unwrap(), &files).unwrap();
+        assert_eq!(fp.len(), 40);
+        fps.push(fp);
+    }
+    m.jobs[0].fingerprint = fps[0].clone();
+    m.packages[0].fingerprint = fps[1].clone();
+    m.packages[1].fingerprint = fps[2].clone();
+    m.license.as_mut().unwrap().fingerprint = fps[3].clone();
+    let out = u.dir.path().join("sha1-era.tgz");
+    let parts = Parts {
+        manifest: &m,
+        archives: &u.archives,
+        top_files: &u.top_files,
+    };
+    writer::write(
+        std::fs::File::create(&out).unwrap(),
+        &parts,
+        flate2::Compression::default(),
+    )
+    .unwrap();
+    out
+}
