@@ -30,6 +30,7 @@ test:
 bench:
 	@bash $(PREREQS) bench
 	bash scripts/bench-release.sh
+	bash scripts/bench-rewrite.sh
 	bash scripts/bench-audit.sh
 	bash scripts/bench-powerd.sh
 

@@ -11,4 +11,6 @@ pub mod cmd;
 pub mod fetch;
 pub mod image;
 pub mod lock;
+pub mod recipe;
 pub mod release;
+pub mod rewrite;

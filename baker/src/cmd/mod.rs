@@ -3,3 +3,4 @@
 pub mod audit;
 pub mod blobs;
 pub mod release;
+pub mod rewrite;

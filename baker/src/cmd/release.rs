@@ -166,11 +166,12 @@ pub fn verify(path: &Path) -> Result<String> {
 }
 
 /// Hidden `synth-release`: a synthetic release for benchmarks.
-pub fn synth(out: &Path, packages: usize, jobs: usize, mib: u64) -> Result<()> {
+pub fn synth(out: &Path, packages: usize, jobs: usize, mib: u64, golang_mib: u64) -> Result<()> {
     let spec = release::synth::Spec {
         packages,
         jobs,
         blob_bytes: mib << 20,
+        golang_bytes: golang_mib << 20,
     };
     release::synth::synthesize(out, &spec).with_context(|| out.display().to_string())
 }

@@ -100,6 +100,9 @@ pub fn read_manifest(path: &Path) -> Result<Manifest, ReleaseError> {
 }
 
 /// Reads the whole tarball. With `spool`, inner archives are kept as files below it.
+///
+/// Inner archives are digested on rayon's global pool while this thread inflates the outer
+/// stream, so call it from outside that pool (not from inside `par_iter`).
 pub fn read(path: &Path, spool: Option<&Path>) -> Result<ReleaseTarball, ReleaseError> {
     let label = path.display().to_string();
     let (done_tx, done_rx) = mpsc::channel::<ArchiveInfo>();

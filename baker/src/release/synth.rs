@@ -23,7 +23,14 @@ pub struct Spec {
     pub jobs: usize,
     /// Total blob bytes, spread evenly over the packages.
     pub blob_bytes: u64,
+    /// If non-zero, a `golang-1-linux` package shaped like golang-release's, whose
+    /// `golang/go1.22.5.linux-amd64.tar.gz` blob has this size (part of `blob_bytes`).
+    pub golang_bytes: u64,
 }
+
+/// The synthetic golang package's packaging script (it names the architecture).
+pub const GOLANG_PACKAGING: &str =
+    "set -e\ntar xzf golang/go*.linux-amd64.tar.gz\ncp -R go/* ${BOSH_INSTALL_TARGET}\n";
 
 /// Deterministic incompressible bytes (xorshift64*).
 pub struct Noise {
@@ -61,11 +68,11 @@ pub fn synthesize(out: &Path, spec: &Spec) -> io::Result<()> {
         Some(p) if !p.as_os_str().is_empty() => tempfile::tempdir_in(p)?,
         _ => tempfile::tempdir_in(".")?,
     };
-    let per_blob = spec.blob_bytes / spec.packages.max(1) as u64;
+    let per_blob = spec.blob_bytes.saturating_sub(spec.golang_bytes) / spec.packages.max(1) as u64;
     std::fs::create_dir_all(dir.path().join("packages"))?;
     std::fs::create_dir_all(dir.path().join("jobs"))?;
 
-    let packages: Vec<Package> = (0..spec.packages)
+    let mut packages: Vec<Package> = (0..spec.packages)
         .into_par_iter()
         .map(|i| {
             let name = format!("pkg-{i:04}");
@@ -75,35 +82,30 @@ pub fn synthesize(out: &Path, spec: &Spec) -> io::Result<()> {
                 vec![format!("pkg-{:04}", i - i % 10)]
             };
             let packaging = format!("set -e\ncp -a {name}/* ${{BOSH_INSTALL_TARGET}}/\n");
-            let files = vec![
-                InnerFile {
-                    name: "packaging".into(),
-                    mode: Mode::Regular,
-                    content: Content::Bytes(packaging.into_bytes()),
-                },
-                InnerFile {
-                    name: format!("{name}/blob-{i}.bin"),
-                    mode: Mode::Regular,
-                    content: Content::Reader(Box::new(Noise::new(i as u64, per_blob)), per_blob),
-                },
-            ];
-            let dest = dir.path().join(format!("packages/{name}.tgz"));
-            let built = build_inner(&dest, files, &[Algo::Sha256])?;
-            let r = Resource::Package {
-                dependencies: &dependencies,
-            };
-            let fp = fingerprint::fingerprint(Era::Sha256, &r, &built.files)
-                .map_err(io::Error::other)?;
-            Ok(Package {
+            let blob = format!("{name}/blob-{i}.bin");
+            package(
+                dir.path(),
                 name,
-                version: fp.clone(),
-                fingerprint: fp,
-                sha1: format!("sha256:{}", built.digests.get(Algo::Sha256).unwrap_or("")),
                 dependencies,
-                ..Package::default()
-            })
+                packaging,
+                blob,
+                i as u64,
+                per_blob,
+            )
         })
         .collect::<io::Result<_>>()?;
+    if spec.golang_bytes > 0 {
+        let golang = package(
+            dir.path(),
+            "golang-1-linux".into(),
+            vec![],
+            GOLANG_PACKAGING.into(),
+            "golang/go1.22.5.linux-amd64.tar.gz".into(),
+            u64::MAX,
+            spec.golang_bytes,
+        )?;
+        packages.insert(0, golang);
+    }
 
     let jobs: Vec<Job> = (0..spec.jobs)
         .into_par_iter()
@@ -184,6 +186,40 @@ pub fn synthesize(out: &Path, spec: &Spec) -> io::Result<()> {
     let file = writer::write(AtomicFile::create(out)?, &parts, Compression::fast())?;
     file.commit()?;
     Ok(())
+}
+
+/// One package: `packaging` plus one incompressible blob.
+fn package(
+    dir: &Path,
+    name: String,
+    dependencies: Vec<String>,
+    packaging: String,
+    blob: String,
+    seed: u64,
+    size: u64,
+) -> io::Result<Package> {
+    let files = vec![
+        bytes("packaging", packaging.into_bytes()),
+        InnerFile {
+            name: blob,
+            mode: Mode::Regular,
+            content: Content::Reader(Box::new(Noise::new(seed, size)), size),
+        },
+    ];
+    let dest = dir.join(format!("packages/{name}.tgz"));
+    let built = build_inner(&dest, files, &[Algo::Sha256])?;
+    let r = Resource::Package {
+        dependencies: &dependencies,
+    };
+    let fp = fingerprint::fingerprint(Era::Sha256, &r, &built.files).map_err(io::Error::other)?;
+    Ok(Package {
+        name,
+        version: fp.clone(),
+        fingerprint: fp,
+        sha1: format!("sha256:{}", built.digests.get(Algo::Sha256).unwrap_or("")),
+        dependencies,
+        ..Package::default()
+    })
 }
 
 fn bytes(name: &str, content: Vec<u8>) -> InnerFile {

@@ -65,6 +65,8 @@ pub enum Content {
     File(PathBuf),
     /// A stream of exactly this many bytes.
     Reader(Box<dyn io::Read + Send>, u64),
+    /// A symbolic link to this target.
+    Symlink(String),
 }
 
 /// One file of a job, package or license archive; `name` has no `./` prefix.
@@ -90,7 +92,8 @@ pub fn build_inner(dest: &Path, mut files: Vec<InnerFile>, algos: &[Algo]) -> io
         inner: io::BufWriter::with_capacity(1 << 20, File::create(dest)?),
         hasher: Hasher::new(algos),
     };
-    let mut tgz = TarGzWriter::with_level(out, Compression::default());
+    // Package payloads are mostly compressed tarballs already: a fast level loses little.
+    let mut tgz = TarGzWriter::with_level(out, Compression::fast());
     tgz.add_dir("./")?;
     let mut dirs: BTreeSet<String> = BTreeSet::new();
     let mut digests = Vec::with_capacity(files.len());
@@ -114,7 +117,17 @@ pub fn build_inner(dest: &Path, mut files: Vec<InnerFile>, algos: &[Algo]) -> io
                 tgz.add_dir(&format!("./{parent}/"))?;
             }
         }
+        if let Content::Symlink(target) = &f.content {
+            tgz.add_symlink(&format!("./{}", f.name), target)?;
+            digests.push(FileDigest {
+                name: f.name,
+                mode: FileMode::Symlink,
+                digests: Hasher::new(algos).read_all(target.as_bytes())?,
+            });
+            continue;
+        }
         let (reader, size): (Box<dyn io::Read>, u64) = match f.content {
+            Content::Symlink(_) => unreachable!("handled above"),
             Content::Bytes(b) => {
                 let n = b.len() as u64;
                 (Box::new(io::Cursor::new(b)), n)

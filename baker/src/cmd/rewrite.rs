@@ -1,0 +1,184 @@
+//! `rewrite-release`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::audit;
+use crate::cmd::blobs::FetchArgs;
+use crate::fetch::Fetcher;
+use crate::lock::Lock;
+use crate::recipe::release::{ReleaseRecipe, Target};
+use crate::release;
+use crate::rewrite::{self, BlobSource, LocalBlobs, LockBlobs, LockedBlob, Summary};
+
+/// `--blob KEY=FILE` overrides first, then `blobs.lock` through the cache (opened only when
+/// a key is not overridden).
+struct CliBlobs<'a> {
+    local: LocalBlobs,
+    lock_path: &'a Path,
+    fetch: &'a FetchArgs,
+    target: Target,
+    opened: std::sync::OnceLock<Result<(Lock, Fetcher), String>>,
+}
+
+impl BlobSource for CliBlobs<'_> {
+    fn blob(&self, key: &str) -> Result<LockedBlob, String> {
+        if self.local.0.contains_key(key) {
+            return self.local.blob(key);
+        }
+        let opened = self.opened.get_or_init(|| {
+            let lock = Lock::load(self.lock_path).map_err(|e| e.to_string())?;
+            let fetcher = Fetcher::new(self.fetch.options()).map_err(|e| e.to_string())?;
+            Ok((lock, fetcher))
+        });
+        let (lock, fetcher) = opened.as_ref().map_err(Clone::clone)?;
+        LockBlobs {
+            lock,
+            fetcher,
+            target: self.target,
+        }
+        .blob(key)
+    }
+}
+
+/// Parses `KEY=FILE` blob arguments.
+pub fn local_blobs(args: &[String]) -> Result<LocalBlobs> {
+    let mut blobs = LocalBlobs::default();
+    for a in args {
+        let Some((k, v)) = a.split_once('=') else {
+            bail!("--blob {a}: expected KEY=FILE");
+        };
+        blobs.0.insert(k.to_string(), PathBuf::from(v));
+    }
+    Ok(blobs)
+}
+
+/// What `rewrite-release` was asked to do.
+pub struct Args<'a> {
+    pub input: &'a Path,
+    pub recipe: &'a Path,
+    pub out: Option<&'a Path>,
+    pub blobs: &'a [String],
+    pub lock: &'a Path,
+    pub fetch: &'a FetchArgs,
+    pub json: bool,
+    /// Skip the ELF audit of the output.
+    pub no_audit: bool,
+    /// Fail (and remove the output) when the audit finds errors.
+    pub strict: bool,
+}
+
+pub fn run(a: Args<'_>) -> Result<String> {
+    let Args {
+        input,
+        recipe,
+        out,
+        blobs,
+        lock,
+        fetch,
+        json,
+        no_audit,
+        strict,
+    } = a;
+    let (recipe, rules) = ReleaseRecipe::load(recipe)?;
+    let blobs = CliBlobs {
+        local: local_blobs(blobs)?,
+        lock_path: lock,
+        fetch,
+        target: recipe.target,
+        opened: std::sync::OnceLock::new(),
+    };
+    let out = match out {
+        Some(o) => o.to_path_buf(),
+        None => {
+            let m = release::read_manifest(input)?;
+            PathBuf::from(format!(
+                "{}-{}{}.tgz",
+                m.name, m.version, recipe.version_suffix
+            ))
+        }
+    };
+    let summary = rewrite::rewrite(input, &recipe, &rules, &blobs, &out)
+        .with_context(|| format!("rewrite-release {}", input.display()))?;
+    let audit = if no_audit {
+        None
+    } else {
+        let target = recipe
+            .target
+            .to_string()
+            .parse()
+            .map_err(anyhow::Error::msg)?;
+        Some(audit::audit_path(&out, target)?)
+    };
+    if let Some(report) = audit.as_ref().filter(|r| strict && r.errors() > 0) {
+        std::fs::remove_file(&out).with_context(|| out.display().to_string())?;
+        let first = report
+            .findings
+            .iter()
+            .find(|f| f.severity == audit::Severity::Error)
+            .map(|f| format!("{}: {}", f.path, f.message))
+            .unwrap_or_default();
+        bail!(
+            "--strict: the audit of {} found {} error(s), first {first}; output removed",
+            out.display(),
+            report.errors()
+        );
+    }
+    if json {
+        let v = serde_json::json!({ "rewrite": summary, "audit": audit });
+        return Ok(serde_json::to_string_pretty(&v)? + "\n");
+    }
+    let mut text = human(&summary);
+    if let Some(report) = &audit {
+        for f in report
+            .findings
+            .iter()
+            .filter(|f| f.severity == audit::Severity::Error)
+        {
+            let _ = writeln!(text, "  audit error: {}: {}", f.path, f.message);
+        }
+        let _ = writeln!(text, "  {}", report.summary());
+    }
+    Ok(text)
+}
+
+fn human(s: &Summary) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{} {} -> {} ({}): {}",
+        s.release,
+        s.old_version,
+        s.new_version,
+        s.target,
+        s.output.display()
+    );
+    for c in &s.changed {
+        let _ = writeln!(o, "  package {}", c.package);
+        let _ = writeln!(
+            o,
+            "    fingerprint {} -> {}",
+            c.old_fingerprint, c.new_fingerprint
+        );
+        for b in &c.blobs {
+            let _ = writeln!(
+                o,
+                "    blob    {} -> {} ({})",
+                b.old_path, b.new_path, b.key
+            );
+        }
+        for f in &c.patched {
+            let _ = writeln!(o, "    patched {f}");
+        }
+        for f in &c.removed {
+            let _ = writeln!(o, "    removed {f}");
+        }
+        for f in &c.added {
+            let _ = writeln!(o, "    added   {f}");
+        }
+    }
+    let _ = writeln!(o, "  {} archives copied unchanged", s.copied_archives);
+    o
+}

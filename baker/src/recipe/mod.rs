@@ -1,0 +1,3 @@
+//! Recipes: declarative inputs to baker's pipelines.
+
+pub mod release;

@@ -1,0 +1,346 @@
+//! Release recipes (`recipes/releases/*.yml`): how to turn an upstream BOSH release into its
+//! ARM counterpart. See `recipes/README.md` for the format.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use globset::{Glob, GlobMatcher};
+use serde::Deserialize;
+
+/// A CPU target a release can be rewritten for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum Target {
+    #[serde(rename = "armv6l")]
+    Armv6l,
+    #[serde(rename = "arm64")]
+    Arm64,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.vars()["arch"])
+    }
+}
+
+impl Target {
+    /// The handlebars variables a recipe can use in paths, patches and added files.
+    pub fn vars(self) -> BTreeMap<&'static str, &'static str> {
+        let (arch, goarch, goarm, debarch) = match self {
+            Target::Armv6l => ("armv6l", "arm", "6", "armel"),
+            Target::Arm64 => ("arm64", "arm64", "", "arm64"),
+        };
+        BTreeMap::from([
+            ("arch", arch),
+            ("goarch", goarch),
+            ("goarm", goarm),
+            ("debarch", debarch),
+        ])
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRecipe {
+    /// The upstream release name this recipe is for; a different input is refused.
+    pub release: String,
+    pub target: Target,
+    /// Appended to the release version, e.g. `+pi.armv6l`.
+    pub version_suffix: String,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Glob over package names.
+    pub packages: String,
+    /// Glob over file paths inside the package (`replace` and `remove`).
+    #[serde(default)]
+    pub files: Option<String>,
+    /// A rule that matches nothing is an error unless this is set.
+    #[serde(default)]
+    pub optional: bool,
+    #[serde(default)]
+    pub replace: Option<Replace>,
+    #[serde(default)]
+    pub patch: Option<Patch>,
+    #[serde(default)]
+    pub remove: bool,
+    #[serde(default)]
+    pub add: Option<Add>,
+    /// The matched packages cannot be ported: fail with this message.
+    #[serde(default)]
+    pub unsupported: Option<String>,
+}
+
+/// Swap a file for a `blobs.lock` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replace {
+    /// Key in `blobs.lock`.
+    pub blob: String,
+    /// New path inside the package (handlebars); the old path if absent.
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+/// Substitute text in a package script.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Patch {
+    #[serde(default = "packaging")]
+    pub file: String,
+    #[serde(default)]
+    pub literal: Option<String>,
+    #[serde(default)]
+    pub regex: Option<String>,
+    /// Replacement (handlebars; with `regex`, `$1` refers to capture groups).
+    pub with: String,
+}
+
+fn packaging() -> String {
+    "packaging".into()
+}
+
+/// Add a file to the package.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Add {
+    pub path: String,
+    /// Content (handlebars).
+    pub content: String,
+    #[serde(default)]
+    pub executable: bool,
+}
+
+/// What a rule does, once validated.
+#[derive(Debug, Clone)]
+pub enum Action {
+    Replace(Replace),
+    Patch {
+        file: String,
+        find: Find,
+        with: String,
+    },
+    Remove,
+    Add(Add),
+    Unsupported(String),
+}
+
+#[derive(Debug, Clone)]
+pub enum Find {
+    Literal(String),
+    Regex(regex::Regex),
+}
+
+/// A rule ready to apply.
+#[derive(Debug, Clone)]
+pub struct CompiledRule {
+    /// `rules[3]` and the package glob, for messages.
+    pub label: String,
+    pub packages: GlobMatcher,
+    pub files: Option<GlobMatcher>,
+    pub optional: bool,
+    pub action: Action,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct RecipeError {
+    pub file: String,
+    pub message: String,
+}
+
+impl ReleaseRecipe {
+    pub fn load(path: &Path) -> Result<(Self, Vec<CompiledRule>), RecipeError> {
+        let file = path.display().to_string();
+        let err = |message: String| RecipeError {
+            file: file.clone(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        Self::parse(&text).map_err(err)
+    }
+
+    /// Parses and validates; the error message names the key or the rule.
+    pub fn parse(text: &str) -> Result<(Self, Vec<CompiledRule>), String> {
+        let recipe: ReleaseRecipe = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+        if recipe.version_suffix.is_empty() {
+            return Err(
+                "version_suffix must not be empty: a rewritten release needs a new version".into(),
+            );
+        }
+        if recipe.rules.is_empty() {
+            return Err("rules: at least one rule is needed".into());
+        }
+        let vars = recipe.target.vars();
+        let rules = recipe
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| r.compile(&format!("rules[{i}]"), &vars))
+            .collect::<Result<_, _>>()?;
+        Ok((recipe, rules))
+    }
+}
+
+fn glob(label: &str, key: &str, pattern: &str) -> Result<GlobMatcher, String> {
+    Glob::new(pattern)
+        .map(|g| g.compile_matcher())
+        .map_err(|e| format!("{label}.{key}: bad glob {pattern:?}: {e}"))
+}
+
+/// Renders a handlebars template with the target's variables; unknown variables are errors.
+pub fn render(
+    template: &str,
+    vars: &BTreeMap<&'static str, &'static str>,
+) -> Result<String, String> {
+    let mut hb = handlebars::Handlebars::new();
+    hb.set_strict_mode(true);
+    hb.register_escape_fn(handlebars::no_escape);
+    hb.render_template(template, vars)
+        .map_err(|e| format!("template {template:?}: {e}"))
+}
+
+impl Rule {
+    fn compile(
+        &self,
+        label: &str,
+        vars: &BTreeMap<&'static str, &'static str>,
+    ) -> Result<CompiledRule, String> {
+        let label = format!("{label} (packages {:?})", self.packages);
+        let chosen = [
+            self.replace.is_some(),
+            self.patch.is_some(),
+            self.remove,
+            self.add.is_some(),
+            self.unsupported.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
+        if chosen != 1 {
+            return Err(format!(
+                "{label}: needs exactly one of replace, patch, remove, add, unsupported"
+            ));
+        }
+        let in_label = |e: String| format!("{label}: {e}");
+        let action = if let Some(r) = &self.replace {
+            let path = r
+                .path
+                .as_deref()
+                .map(|p| render(p, vars))
+                .transpose()
+                .map_err(in_label)?;
+            Action::Replace(Replace {
+                blob: r.blob.clone(),
+                path,
+            })
+        } else if let Some(p) = &self.patch {
+            let with = render(&p.with, vars).map_err(in_label)?;
+            let find = match (&p.literal, &p.regex) {
+                (Some(l), None) => Find::Literal(render(l, vars).map_err(in_label)?),
+                (None, Some(r)) => {
+                    let r = render(r, vars).map_err(in_label)?;
+                    Find::Regex(
+                        regex::Regex::new(&r).map_err(|e| format!("{label}.patch.regex: {e}"))?,
+                    )
+                }
+                _ => {
+                    return Err(format!(
+                        "{label}.patch: needs exactly one of literal, regex"
+                    ));
+                }
+            };
+            Action::Patch {
+                file: p.file.clone(),
+                find,
+                with,
+            }
+        } else if self.remove {
+            Action::Remove
+        } else if let Some(a) = &self.add {
+            Action::Add(Add {
+                path: render(&a.path, vars).map_err(in_label)?,
+                content: render(&a.content, vars).map_err(in_label)?,
+                executable: a.executable,
+            })
+        } else {
+            Action::Unsupported(self.unsupported.clone().unwrap_or_default())
+        };
+        let needs_files = matches!(action, Action::Replace(_) | Action::Remove);
+        if needs_files != self.files.is_some() {
+            return Err(if needs_files {
+                format!("{label}: replace and remove need `files`")
+            } else {
+                format!("{label}: `files` only applies to replace and remove")
+            });
+        }
+        Ok(CompiledRule {
+            packages: glob(&label, "packages", &self.packages)?,
+            files: self
+                .files
+                .as_deref()
+                .map(|f| glob(&label, "files", f))
+                .transpose()?,
+            optional: self.optional,
+            action,
+            label,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = r#"
+release: golang-release
+target: armv6l
+version_suffix: "+pi.armv6l"
+rules:
+- packages: golang-1*-linux
+  files: "golang/go*.linux-amd64.tar.gz"
+  replace: { blob: go1.26.7.linux-armv6l, path: "golang/go1.26.7.linux-{{arch}}.tar.gz" }
+- packages: golang-1*-linux
+  patch: { literal: linux-amd64, with: "linux-{{arch}}" }
+"#;
+
+    #[test]
+    fn parses_and_renders_vars() {
+        let (r, rules) = ReleaseRecipe::parse(OK).unwrap();
+        assert_eq!(r.target, Target::Armv6l);
+        match &rules[0].action {
+            Action::Replace(r) => {
+                assert_eq!(
+                    r.path.as_deref(),
+                    Some("golang/go1.26.7.linux-armv6l.tar.gz")
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(rules[1].packages.is_match("golang-1.25-linux"));
+    }
+
+    #[test]
+    fn bad_recipes_name_the_key() {
+        let e = ReleaseRecipe::parse(&OK.replace("target: armv6l", "target: armv6l\ncolour: red"))
+            .unwrap_err();
+        assert!(e.contains("unknown field `colour`"), "{e}");
+        let e = ReleaseRecipe::parse(
+            &OK.replace("golang-1*-linux\n  patch", "golang-[-linux\n  patch"),
+        )
+        .unwrap_err();
+        assert!(e.contains("rules[1]") && e.contains("bad glob"), "{e}");
+        let e = ReleaseRecipe::parse(&OK.replace("target: armv6l", "target: riscv64")).unwrap_err();
+        assert!(e.contains("target"), "{e}");
+        let e = ReleaseRecipe::parse(&OK.replace("linux-{{arch}}.tar.gz", "linux-{{arhc}}.tar.gz"))
+            .unwrap_err();
+        assert!(e.contains("rules[0]") && e.contains("arhc"), "{e}");
+        let e = ReleaseRecipe::parse(
+            &OK.replace("  patch: { literal", "  remove: true\n  patch: { literal"),
+        )
+        .unwrap_err();
+        assert!(e.contains("exactly one of"), "{e}");
+    }
+}
