@@ -4,3 +4,6 @@
 //! bakes Raspberry Pi stemcells from declarative recipes.
 
 pub mod atomic;
+pub mod bake;
+pub mod recipe;
+pub mod stemcell;

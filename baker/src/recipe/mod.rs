@@ -1,0 +1,3 @@
+//! Recipe models: declarative descriptions of what baker builds.
+
+pub mod stemcell;
