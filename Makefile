@@ -29,7 +29,7 @@ test:
 
 bench:
 	@bash $(PREREQS) bench
-	@echo "make bench: no benchmark yet" >&2
+	bash scripts/bench-release.sh
 
 powerd-aarch64:
 	@bash $(PREREQS) cross

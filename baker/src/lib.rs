@@ -3,7 +3,10 @@
 //! Reads, verifies and rewrites BOSH release tarballs exactly as bosh-cli writes them, and
 //! bakes Raspberry Pi stemcells from declarative recipes.
 
+pub mod archive;
 pub mod atomic;
 pub mod bake;
+pub mod cmd;
 pub mod recipe;
+pub mod release;
 pub mod stemcell;

@@ -1,11 +1,11 @@
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use baker::bake::{self, BakeOptions, blobs::NoBlobs, cache::StageCache};
-use baker::recipe::stemcell::StemcellRecipe;
+use baker::bake::blobs::NoBlobs;
+use baker::cmd;
 
 /// PiFoundry's build pipeline: BOSH releases and stemcells for Raspberry Pis.
 #[derive(Parser)]
@@ -17,11 +17,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Bake a stemcell from a recipe, reusing cached stages.
+    /// Bake a stemcell from a recipe, reusing every unchanged cached stage.
     Bake {
         #[arg(long)]
         recipe: PathBuf,
-        /// Run this stage and all later ones even when cached.
+        /// Run this stage and every later one even when cached.
         #[arg(long)]
         from: Option<String>,
         #[arg(short = 'o', long, default_value = "out")]
@@ -30,12 +30,59 @@ enum Command {
         #[arg(long)]
         cache_dir: Option<PathBuf>,
     },
-    /// Show a stemcell tarball's manifest and check its image checksum.
+    /// Show a stemcell tarball's manifest and contents; fails if its image SHA-1 is wrong.
     InspectStemcell {
         file: PathBuf,
+        /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
+    /// Show a release's name, version, jobs, packages, digests and fingerprint era.
+    InspectRelease {
+        release: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every archive digest and every recomputable fingerprint of a release.
+    VerifyRelease { release: PathBuf },
+    /// Write a synthetic release (benchmarks).
+    #[command(hide = true)]
+    SynthRelease {
+        out: PathBuf,
+        #[arg(long, default_value_t = 200)]
+        packages: usize,
+        #[arg(long, default_value_t = 100)]
+        jobs: usize,
+        /// Total blob size in MiB.
+        #[arg(long, default_value_t = 1024)]
+        mib: u64,
+    },
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let out = match cli.command {
+        Command::Bake {
+            recipe,
+            from,
+            out,
+            cache_dir,
+        } => cmd::stemcell::bake(&recipe, from, &out, cache_dir, &NoBlobs)?,
+        Command::InspectStemcell { file, json } => cmd::stemcell::inspect(&file, json)?,
+        Command::InspectRelease { release, json } => cmd::release::inspect(&release, json)?,
+        Command::VerifyRelease { release } => cmd::release::verify(&release)?,
+        Command::SynthRelease {
+            out,
+            packages,
+            jobs,
+            mib,
+        } => {
+            cmd::release::synth(&out, packages, jobs, mib)?;
+            String::new()
+        }
+    };
+    std::io::stdout().write_all(out.as_bytes())?;
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -47,76 +94,11 @@ fn main() -> ExitCode {
         .without_time()
         .with_target(false)
         .init();
-    match run(Cli::parse().command) {
-        Ok(code) => code,
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("baker: {e:#}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-fn run(cmd: Command) -> Result<ExitCode> {
-    match cmd {
-        Command::Bake {
-            recipe,
-            from,
-            out,
-            cache_dir,
-        } => {
-            let r = StemcellRecipe::load(&recipe)?;
-            let opts = BakeOptions {
-                project_root: bake::project_root_of(&recipe),
-                recipe_path: recipe,
-                cache_dir: cache_dir.unwrap_or_else(StageCache::default_dir),
-                out_dir: out,
-                from,
-            };
-            let report = bake::bake(&r, &opts, &NoBlobs)?;
-            for s in &report.stages {
-                println!(
-                    "{:<12} {:<10} {:<7} {:>7.1}s",
-                    s.name,
-                    s.kind,
-                    format!("{:?}", s.outcome).to_lowercase(),
-                    s.seconds
-                );
-            }
-            if let Some(p) = &report.stemcell {
-                println!("stemcell: {}", p.display());
-            }
-            println!("total: {:.1}s", report.seconds);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::InspectStemcell { file, json } => {
-            let i = baker::stemcell::inspect(&file)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&i).context("json")?);
-            } else {
-                print!("{}", i.manifest.to_yaml());
-                println!("---");
-                for e in &i.entries {
-                    println!("{:>12}  {}", e.size, e.name);
-                }
-                if let Some(c) = &i.image_content {
-                    println!("image contains {} ({} bytes)", c.name, c.size);
-                }
-                println!("packages: {}", i.packages);
-                println!(
-                    "image sha1 {} ({})",
-                    i.image_sha1,
-                    if i.sha1_matches {
-                        "matches stemcell.MF"
-                    } else {
-                        "DOES NOT match stemcell.MF"
-                    }
-                );
-            }
-            Ok(if i.sha1_matches {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
         }
     }
 }

@@ -1,1 +1,15 @@
-//! powerd: the controller Pi's power daemon.
+//! powerd: the controller Pi's power daemon. It owns the switches that power the worker Pis
+//! (GPIO relays, shell commands for hubs, PoE ports and plugs, an in-memory sim) and exposes
+//! them through an authenticated HTTP API (`/v1` and a Redfish subset).
+
+pub mod api;
+pub mod auth;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod ctl;
+pub mod metrics;
+pub mod outlet;
+pub mod power;
+pub mod server;
+pub mod state;

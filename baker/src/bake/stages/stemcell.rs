@@ -40,7 +40,6 @@ pub fn run(s: &StemcellStage, ctx: &mut Ctx) -> Result<(), BakeError> {
             root_img: &root_img,
             packages_txt: packages.as_bytes(),
             dev_tools_file_list: dev_tools.as_bytes(),
-            mtime: r.source_date_epoch(),
             scratch: ctx.work,
         },
         &dest,

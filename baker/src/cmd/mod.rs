@@ -1,0 +1,4 @@
+//! The CLI's commands, kept out of `main.rs` so they can be tested and reused.
+
+pub mod release;
+pub mod stemcell;

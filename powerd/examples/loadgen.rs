@@ -1,0 +1,129 @@
+//! A loopback load generator for powerd (used by scripts/bench-powerd.sh): N concurrent
+//! keep-alive clients issue requests until a count or a time limit is reached, then
+//! requests/s and latency percentiles are printed as one line of JSON.
+//!
+//!   loadgen --url http://127.0.0.1:9750 --token T --mode get|power [--concurrency 16]
+//!           [--requests 20000] [--seconds 10] [--outlets a,b,c]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use hyper::Method;
+use powerd::client::{Client, Credentials};
+use serde_json::json;
+
+struct Args {
+    url: String,
+    token: String,
+    mode: String,
+    concurrency: usize,
+    requests: usize,
+    seconds: u64,
+    outlets: Vec<String>,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        url: "http://127.0.0.1:9750".into(),
+        token: String::new(),
+        mode: "get".into(),
+        concurrency: 16,
+        requests: 20_000,
+        seconds: 10,
+        outlets: vec![],
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--url" => a.url = value,
+            "--token" => a.token = value,
+            "--mode" => a.mode = value,
+            "--concurrency" => a.concurrency = value.parse()?,
+            "--requests" => a.requests = value.parse()?,
+            "--seconds" => a.seconds = value.parse()?,
+            "--outlets" => a.outlets = value.split(',').map(str::to_string).collect(),
+            _ => bail!("unknown flag {flag}"),
+        }
+    }
+    if a.mode == "power" && a.outlets.is_empty() {
+        bail!("--mode power needs --outlets");
+    }
+    Ok(a)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = args()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let client = Client::new(&args.url, Credentials::Bearer(args.token.clone()))?;
+    let issued = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let args = Arc::new(args);
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for w in 0..args.concurrency {
+        let (client, issued, args) = (client.clone(), issued.clone(), args.clone());
+        workers.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0usize;
+            let mut on = true;
+            while issued.fetch_add(1, Ordering::Relaxed) < args.requests
+                && Instant::now() < deadline
+            {
+                let t = Instant::now();
+                let resp = if args.mode == "get" {
+                    client.call(Method::GET, "/v1/outlets", None).await
+                } else {
+                    // each worker drives one outlet, alternating, so every request is a transition
+                    let id = &args.outlets[w % args.outlets.len()];
+                    let body = json!({"state": if on { "on" } else { "off" }});
+                    on = !on;
+                    client
+                        .call(Method::PUT, &format!("/v1/outlets/{id}/power"), Some(&body))
+                        .await
+                };
+                match resp {
+                    Ok(r) if r.status.is_success() => latencies.push(t.elapsed()),
+                    _ => errors += 1,
+                }
+            }
+            (latencies, errors)
+        });
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for r in workers.join_all().await {
+        latencies.extend(r.0);
+        errors += r.1;
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    println!(
+        "{}",
+        json!({
+            "mode": args.mode,
+            "ok": latencies.len(),
+            "errors": errors,
+            "seconds": elapsed.as_secs_f64(),
+            "rps": latencies.len() as f64 / elapsed.as_secs_f64(),
+            "p50_ms": pct(0.50),
+            "p99_ms": pct(0.99),
+            "max_ms": pct(1.0),
+        })
+    );
+    Ok(())
+}

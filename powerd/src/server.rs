@@ -1,0 +1,124 @@
+//! Building the daemon from its configuration and serving it until told to stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, App, AppState};
+use crate::auth::Auth;
+use crate::clock::{Clock, MonotonicClock};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::outlet::sim::SimLog;
+use crate::power::Power;
+use crate::state::Store;
+
+/// What a test (or a dry run) may inject.
+#[derive(Clone)]
+pub struct Options {
+    pub clock: Arc<dyn Clock>,
+    /// Sim outlets switch levels in this log; sharing it across restarts models hardware
+    /// that keeps its state while powerd is down.
+    pub sim: Arc<SimLog>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
+        Options {
+            sim: Arc::new(SimLog::new(clock.clone())),
+            clock,
+        }
+    }
+}
+
+pub async fn build(cfg: &Config, opts: Options) -> anyhow::Result<AppState> {
+    let auth = Auth::load(&cfg.auth.token_file, cfg.auth.open_reads)?;
+    let store = Arc::new(Store::open(&cfg.state_file, &cfg.audit_log)?);
+    let metrics = Arc::new(Metrics::default());
+    let power = Power::start(cfg, store, opts.clock, &opts.sim, metrics.clone()).await?;
+    Ok(Arc::new(App {
+        power,
+        auth,
+        metrics,
+        sim: opts.sim,
+    }))
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves; requests in flight are finished.
+pub async fn serve(
+    listener: TcpListener,
+    app: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, api::router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A daemon running in this process (tests, benchmarks).
+pub struct Running {
+    pub addr: SocketAddr,
+    pub app: AppState,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Binds `listen` (port 0 for an ephemeral port) and serves in the background.
+    pub async fn start(cfg: &Config, listen: SocketAddr, opts: Options) -> anyhow::Result<Running> {
+        let app = build(cfg, opts).await?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(serve(listener, app.clone(), async {
+            let _ = stopped.await;
+        }));
+        Ok(Running {
+            addr,
+            app,
+            stop,
+            task,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, finishes requests in flight and returns.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await??;
+        Ok(())
+    }
+}
+
+/// `powerd serve`: runs until SIGTERM or SIGINT.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let app = build(&cfg, Options::default()).await?;
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("listen on {}", cfg.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, outlets = cfg.outlets.len(), "powerd listening");
+    serve(listener, app, shutdown_signal()).await?;
+    tracing::info!("powerd stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}

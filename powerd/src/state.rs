@@ -1,0 +1,266 @@
+//! The commanded state of every outlet, persisted so that it survives a restart, and the
+//! audit log (one line per transition: who, what, when).
+//!
+//! The state file is rewritten whole (temp file, fsync, rename, fsync of the directory), so it
+//! is always either the old or the new version. Concurrent changes share one write: a change
+//! waits until a snapshot that includes it is on disk.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::outlet::PowerState;
+
+const VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a powerd state file: {message}")]
+    Corrupt { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutletRecord {
+    pub state: PowerState,
+    /// RFC 3339, UTC.
+    pub changed_at: String,
+    pub changed_by: String,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateFile {
+    version: u32,
+    outlets: BTreeMap<String, OutletRecord>,
+}
+
+struct Snapshot {
+    generation: u64,
+    file: StateFile,
+}
+
+pub struct Store {
+    path: PathBuf,
+    audit_path: PathBuf,
+    current: Mutex<Snapshot>,
+    /// Generation last written to disk; held while writing, which serialises writers.
+    persisted: tokio::sync::Mutex<u64>,
+    audit: Mutex<File>,
+}
+
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+impl Store {
+    pub fn open(path: &Path, audit_path: &Path) -> Result<Store, StateError> {
+        let io = |p: &Path| {
+            let p = p.to_path_buf();
+            move |source| StateError::Io { path: p, source }
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        let file = match std::fs::read(path) {
+            Ok(bytes) => {
+                let file: StateFile =
+                    serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+                        path: path.to_path_buf(),
+                        message: e.to_string(),
+                    })?;
+                if file.version != VERSION {
+                    return Err(StateError::Corrupt {
+                        path: path.to_path_buf(),
+                        message: format!("version {} (this powerd reads {VERSION})", file.version),
+                    });
+                }
+                file
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile {
+                version: VERSION,
+                outlets: BTreeMap::new(),
+            },
+            Err(e) => return Err(io(path)(e)),
+        };
+        if let Some(dir) = audit_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        let audit = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(audit_path)
+            .map_err(io(audit_path))?;
+        Ok(Store {
+            path: path.to_path_buf(),
+            audit_path: audit_path.to_path_buf(),
+            current: Mutex::new(Snapshot {
+                generation: 0,
+                file,
+            }),
+            persisted: tokio::sync::Mutex::new(0),
+            audit: Mutex::new(audit),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Snapshot> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self, id: &str) -> Option<OutletRecord> {
+        self.lock().file.outlets.get(id).cloned()
+    }
+
+    /// Records a transition of `id` to `state` made by `who` through `action`: audit line,
+    /// then the state file. Returns once the new state is on disk.
+    pub async fn record(
+        self: &Arc<Self>,
+        id: &str,
+        state: PowerState,
+        who: &str,
+        action: &str,
+    ) -> Result<OutletRecord, StateError> {
+        let record = OutletRecord {
+            state,
+            changed_at: now_rfc3339(),
+            changed_by: who.to_string(),
+        };
+        self.audit(id, action, &record)?;
+        let mine = {
+            let mut snap = self.lock();
+            snap.file.outlets.insert(id.to_string(), record.clone());
+            snap.generation += 1;
+            snap.generation
+        };
+        let mut persisted = self.persisted.lock().await;
+        if *persisted < mine {
+            let (generation, bytes) = {
+                let snap = self.lock();
+                let mut bytes = serde_json::to_vec_pretty(&snap.file).expect("state serialises");
+                bytes.push(b'\n');
+                (snap.generation, bytes)
+            };
+            let path = self.path.clone();
+            tokio::task::spawn_blocking(move || write_atomic(&path, &bytes))
+                .await
+                .expect("state writer panicked")
+                .map_err(|source| StateError::Io {
+                    path: self.path.clone(),
+                    source,
+                })?;
+            *persisted = generation;
+        }
+        Ok(record)
+    }
+
+    fn audit(&self, id: &str, action: &str, record: &OutletRecord) -> Result<(), StateError> {
+        let line = serde_json::json!({
+            "at": record.changed_at,
+            "who": record.changed_by,
+            "outlet": id,
+            "action": action,
+            "state": record.state,
+        });
+        tracing::info!(target: "powerd::audit", outlet = id, action, state = %record.state, who = %record.changed_by, "transition");
+        let mut line = line.to_string();
+        line.push('\n');
+        let mut f = self.audit.lock().unwrap_or_else(|e| e.into_inner());
+        f.write_all(line.as_bytes())
+            .map_err(|source| StateError::Io {
+                path: self.audit_path.clone(),
+                source,
+            })
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn state_survives_reopen_and_audit_has_a_line_per_transition() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, audit) = (
+            dir.path().join("s/state.json"),
+            dir.path().join("audit.log"),
+        );
+        let store = Arc::new(Store::open(&state, &audit).unwrap());
+        store
+            .record("n1", PowerState::On, "cpi", "on")
+            .await
+            .unwrap();
+        store
+            .record("n1", PowerState::Off, "alice", "off")
+            .await
+            .unwrap();
+        drop(store);
+        let store = Store::open(&state, &audit).unwrap();
+        let rec = store.get("n1").unwrap();
+        assert_eq!(
+            (rec.state, rec.changed_by.as_str()),
+            (PowerState::Off, "alice")
+        );
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["who"], "cpi");
+        assert_eq!(lines[1]["state"], "off");
+        assert!(lines[1]["at"].as_str().unwrap().ends_with('Z'));
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("s")).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "temp files left behind");
+    }
+
+    #[test]
+    fn corrupt_state_file_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.json");
+        std::fs::write(
+            &state,
+            "{\"version\":1,\"outlets\":{\"n1\":{\"state\":\"maybe\"",
+        )
+        .unwrap();
+        let err = Store::open(&state, &dir.path().join("a.log"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.starts_with(&format!("{}: not a powerd state file", state.display())),
+            "{err}"
+        );
+    }
+}
