@@ -119,7 +119,9 @@ impl StageCache {
     }
 }
 
-/// `tar | zstd` of a whole root file system: numeric owners, xattrs (file capabilities),
+/// `tar | zstd -1` of a whole root file system. Measured on the 400 MB armel root (2 cores,
+/// busy): zstd -1 3.7 s / 159 MB, zstd -3 6.7 s / 140 MB, plain tar 5.6 s / 400 MB,
+/// gzip -1 16 s / 164 MB; restoring from zstd is I/O-bound. Numeric owners, xattrs (file capabilities),
 /// device nodes and hard links survive, which the tar crate's unpacker does not promise.
 fn snapshot(rootfs: &Path, dest: &Path) -> Result<(), BakeError> {
     let out = File::create(dest).map_err(|e| BakeError::io(dest, e))?;
@@ -138,7 +140,7 @@ fn snapshot(rootfs: &Path, dest: &Path) -> Result<(), BakeError> {
         .spawn()
         .map_err(|e| BakeError::msg(format!("cannot run tar: {e}")))?;
     let zstd = Command::new("zstd")
-        .args(["-q", "-3", "-T0", "-c"])
+        .args(["-q", "-1", "-T0", "-c"])
         .stdin(tar.stdout.take().expect("piped"))
         .stdout(out)
         .status()

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod chroot;
 mod key;
 mod stages;
+mod workdir;
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -120,6 +121,28 @@ pub struct Ctx<'a> {
     pub stemcell: Option<PathBuf>,
 }
 
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_signal(_: nix::libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Makes SIGINT, SIGTERM and SIGHUP stop a bake between stages (children in the same
+/// process group get Ctrl-C themselves and fail their stage) so that mounts are undone and
+/// the work directory is removed instead of the process dying on the spot.
+pub fn catch_interrupts() {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic.
+        let _ = unsafe { sigaction(sig, &action) };
+    }
+}
+
 /// The project root of a recipe: the nearest ancestor holding `blobs.lock` or `.git`.
 pub fn project_root_of(recipe: &Path) -> PathBuf {
     let abs = std::path::absolute(recipe).unwrap_or_else(|_| recipe.to_path_buf());
@@ -159,7 +182,8 @@ pub fn bake(
     fs::create_dir_all(&opts.out_dir).map_err(|e| BakeError::io(&opts.out_dir, e))?;
     let logs = opts.out_dir.join("logs");
     fs::create_dir_all(&logs).map_err(|e| BakeError::io(&logs, e))?;
-    let work = WorkDir::new(cache.dir())?;
+    workdir::sweep(cache.dir());
+    let work = workdir::WorkDir::new(cache.dir())?;
     let rootfs = work.path().join("rootfs");
     let mut reports = Vec::new();
     if let Some((i, snap)) = &hit {
@@ -194,6 +218,12 @@ pub fn bake(
         stemcell: None,
     };
     for (i, stage) in recipe.stages.iter().enumerate().skip(first) {
+        if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(BakeError::msg(format!(
+                "interrupted before stage `{}`",
+                stage.name()
+            )));
+        }
         let t = Instant::now();
         tracing::info!(
             "[{}/{}] {} ({}): running",
@@ -240,40 +270,6 @@ pub fn bake(
     crate::atomic::write(&path, &serde_json::to_vec_pretty(&report).expect("report"))
         .map_err(|e| BakeError::io(&path, e))?;
     Ok(report)
-}
-
-/// A private work directory, removed on drop unless something is still mounted in it
-/// (deleting through a mount point could reach the host).
-struct WorkDir(Option<tempfile::TempDir>);
-
-impl WorkDir {
-    fn new(parent: &Path) -> Result<Self, BakeError> {
-        let dir = tempfile::Builder::new()
-            .prefix(".work-")
-            .tempdir_in(parent)
-            .map_err(|e| BakeError::io(parent, e))?;
-        Ok(WorkDir(Some(dir)))
-    }
-    fn path(&self) -> &Path {
-        self.0.as_ref().expect("live").path()
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let dir = self.0.take().expect("live");
-        let mounted = chroot::mounted_below(dir.path());
-        if mounted.is_empty() {
-            if let Err(e) = dir.close() {
-                tracing::warn!("cannot remove work dir: {e}");
-            }
-        } else {
-            tracing::error!(
-                "leaving {} in place: still mounted: {mounted:?}",
-                dir.keep().display()
-            );
-        }
-    }
 }
 
 /// Runs a host command with stdout and stderr appended to `log`; on failure the error

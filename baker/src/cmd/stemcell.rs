@@ -23,6 +23,7 @@ pub fn bake(
         out_dir: out.to_path_buf(),
         from,
     };
+    bake::catch_interrupts();
     let report = bake::bake(&r, &opts, blobs)?;
     let mut s = String::new();
     for st in &report.stages {
