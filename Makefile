@@ -36,6 +36,7 @@ test:
 bench:
 	@bash $(PREREQS) bench
 	bash scripts/bench-release.sh
+	bash scripts/bench-audit.sh
 
 powerd-aarch64:
 	@bash $(PREREQS) cross

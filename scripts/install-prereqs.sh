@@ -12,7 +12,7 @@ for set in "${@:-test}"; do
     test)
       # cross compilers and Go make real ARM/x86 ELF fixtures; qemu-user runs them;
       # the stemcell stages are exercised by the tests too.
-      want_apt+=(gcc-arm-linux-gnueabi libc6-dev-armel-cross gcc-aarch64-linux-gnu
+      want_apt+=(gcc-arm-linux-gnueabi libc6-dev-armel-cross gcc-aarch64-linux-gnu libc6-dev-arm64-cross
                  golang-go qemu-user-static binfmt-support
                  mmdebstrap arch-test dosfstools mtools e2fsprogs fdisk
                  device-tree-compiler qemu-system-arm cpio xz-utils zstd

@@ -5,8 +5,11 @@
 
 pub mod archive;
 pub mod atomic;
+pub mod audit;
 pub mod bake;
 pub mod cmd;
+pub mod fetch;
+pub mod lock;
 pub mod recipe;
 pub mod release;
 pub mod stemcell;

@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use baker::bake::blobs::NoBlobs;
 use baker::cmd;
 
 /// PiFoundry's build pipeline: BOSH releases and stemcells for Raspberry Pis.
@@ -58,16 +57,22 @@ enum Command {
         #[arg(long, default_value_t = 1024)]
         mib: u64,
     },
+    /// Edit blobs.lock, the pinned ARM blobs.
+    Lock(cmd::blobs::LockArgs),
+    /// Fill the blob cache from blobs.lock, verifying sha256 and size.
+    Fetch(cmd::blobs::FetchCmd),
+    /// Find binaries that cannot run on the target (exit status 1 when there are any).
+    Audit(cmd::audit::AuditArgs),
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let out = match cli.command {
         Command::Bake {
             recipe,
             from,
             out,
             cache_dir,
-        } => cmd::stemcell::bake(&recipe, from, &out, cache_dir, &NoBlobs)?,
+        } => cmd::stemcell::bake(&recipe, from, &out, cache_dir)?,
         Command::InspectStemcell { file, json } => cmd::stemcell::inspect(&file, json)?,
         Command::InspectRelease { release, json } => cmd::release::inspect(&release, json)?,
         Command::VerifyRelease { release } => cmd::release::verify(&release)?,
@@ -80,9 +85,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cmd::release::synth(&out, packages, jobs, mib)?;
             String::new()
         }
+        Command::Lock(a) => {
+            cmd::blobs::lock(a)?;
+            String::new()
+        }
+        Command::Fetch(a) => {
+            cmd::blobs::fetch(a)?;
+            String::new()
+        }
+        Command::Audit(a) => return cmd::audit::run(a),
     };
     std::io::stdout().write_all(out.as_bytes())?;
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -95,10 +109,11 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("baker: {e:#}");
-            ExitCode::FAILURE
+            // like ripgrep and clap: 2 = the command itself failed (1 is `audit` findings)
+            ExitCode::from(2)
         }
     }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
-use crate::bake::{self, BakeOptions, Blobs, cache::StageCache};
+use crate::bake::{self, BakeOptions, blobs::LockedBlobs, cache::StageCache};
 use crate::recipe::stemcell::StemcellRecipe;
 
 pub fn bake(
@@ -13,18 +13,19 @@ pub fn bake(
     from: Option<String>,
     out: &Path,
     cache_dir: Option<PathBuf>,
-    blobs: &dyn Blobs,
 ) -> Result<String> {
     let r = StemcellRecipe::load(recipe)?;
+    let project_root = bake::project_root_of(recipe);
+    let blobs = LockedBlobs::load(&project_root)?;
     let opts = BakeOptions {
-        project_root: bake::project_root_of(recipe),
+        project_root,
         recipe_path: recipe.to_path_buf(),
         cache_dir: cache_dir.unwrap_or_else(StageCache::default_dir),
         out_dir: out.to_path_buf(),
         from,
     };
     bake::catch_interrupts();
-    let report = bake::bake(&r, &opts, blobs)?;
+    let report = bake::bake(&r, &opts, &blobs)?;
     let mut s = String::new();
     for st in &report.stages {
         let outcome = match st.outcome {

@@ -24,8 +24,21 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The version is always single-quoted, as bosh-cli and the upstream builder write it.
     pub fn to_yaml(&self) -> String {
-        serde_yaml::to_string(self).expect("manifest serializes")
+        let yaml = serde_yaml::to_string(self).expect("manifest serializes");
+        let quoted = format!("version: '{}'", self.version.replace('\'', "''"));
+        yaml.lines()
+            .map(|l| {
+                if l.starts_with("version: ") {
+                    quoted.as_str()
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
     }
 }
 
@@ -46,6 +59,7 @@ mod tests {
             cloud_properties: BTreeMap::new(),
         };
         let yaml = m.to_yaml();
+        assert!(yaml.contains("\nversion: '1.5'\n"), "{yaml}");
         let v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
         assert_eq!(
             v["version"],

@@ -5,6 +5,7 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use flate2::Compression;
@@ -50,7 +51,9 @@ pub fn pack(input: PackInput, dest: &Path) -> Result<Manifest, StemcellError> {
     .map_err(io(dest))?;
     tgz.add_path_as("image", &image, Mode::Regular)
         .map_err(io(dest))?;
-    tgz.finish().map_err(io(dest))?.commit().map_err(io(dest))?;
+    let file = tgz.finish().map_err(io(dest))?.commit().map_err(io(dest))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(io(dest))?;
     let _ = std::fs::remove_file(&image);
     Ok(manifest)
 }

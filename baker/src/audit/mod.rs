@@ -1,0 +1,402 @@
+//! `baker audit`: finds binaries in a release, a blob or a root file system that cannot run
+//! on the target Pi.
+//!
+//! Every ELF file is classified ([`elf::ElfInfo`]) and judged against the [`Target`]:
+//! - `armv6l` (ARM1176, Pi Zero/1): anything not 32-bit little-endian ARM is an error; ARM
+//!   code whose Tag_CPU_arch is above v6KZ/v6K (v6T2, v7, v8, M-profiles) is an error; Go with
+//!   GOARCH≠arm or GOARM≥7 is an error. armhf is fine on its own (Raspbian is armhf for v6),
+//!   but armhf built for v7 (Debian armhf) fails the level check.
+//! - `arm64`: anything not AArch64 is an error; Go with GOARCH≠arm64 is an error.
+//!
+//! Archives that are corrupt, truncated or unsafe are errors: they may hide code the audit did
+//! not see. Archives it deliberately skips (bzip2/zstd, zips with data descriptors) and ARM
+//! code whose level is unknown are warnings.
+
+pub mod elf;
+mod walk;
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::str::FromStr;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+pub use elf::{ElfInfo, GoInfo};
+
+/// ELF files larger than this are judged by their header alone. 64 MiB covers every binary
+/// of a Go toolchain while keeping the audit inside a rewrite's memory budget.
+pub const DEFAULT_ELF_CAP: u64 = 64 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Armv6l,
+    Arm64,
+}
+
+impl FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "armv6l" => Ok(Target::Armv6l),
+            "arm64" | "aarch64" => Ok(Target::Arm64),
+            _ => Err(format!("unknown target {s:?} (expected armv6l or arm64)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Target::Armv6l => "armv6l",
+            Target::Arm64 => "arm64",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Ok,
+    Warning,
+    Error,
+}
+
+impl Severity {
+    fn as_str(self) -> &'static str {
+        match self {
+            Severity::Ok => "ok",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// Nested paths join archive and member with `!/`: `packages/x.tgz!/bin/foo`.
+    pub path: String,
+    pub severity: Severity,
+    pub elf: Option<ElfInfo>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditReport {
+    pub target: Target,
+    pub files: u64,
+    pub elf_files: u64,
+    pub archives: u64,
+    /// One per ELF file, plus one per unreadable file or archive.
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("audit {path}: {source}")]
+pub struct AuditError {
+    path: String,
+    source: std::io::Error,
+}
+
+/// Audits a directory tree, an archive (release tarball, blob) or a single file.
+pub fn audit_path(path: &Path, target: Target) -> Result<AuditReport, AuditError> {
+    audit_path_with_cap(path, target, DEFAULT_ELF_CAP)
+}
+
+pub fn audit_path_with_cap(
+    path: &Path,
+    target: Target,
+    cap: u64,
+) -> Result<AuditReport, AuditError> {
+    let cap = cap.max(64);
+    let meta = std::fs::metadata(path).map_err(|source| AuditError {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mut report = AuditReport::empty(target);
+    if !meta.is_dir() {
+        let name = path.display().to_string();
+        walk::Walker {
+            sink: &mut report,
+            cap,
+        }
+        .walk_file(&name, path, true);
+        return Ok(report);
+    }
+    // A tree (a root file system) has many independent files: audit them in parallel and
+    // merge the partial reports in walk order.
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(path)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        match entry {
+            Ok(e) if e.file_type().is_file() => {
+                let rel = e.path().strip_prefix(path).unwrap_or(e.path());
+                files.push((rel.to_string_lossy().into_owned(), e.into_path()));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let p = e.path().unwrap_or(path).display().to_string();
+                walk::Sink::unreadable(&mut report, &p, e.to_string());
+            }
+        }
+    }
+    let parts: Vec<AuditReport> = files
+        .par_iter()
+        .map(|(rel, abs)| {
+            let mut part = AuditReport::empty(target);
+            walk::Walker {
+                sink: &mut part,
+                cap,
+            }
+            .walk_file(rel, abs, false);
+            part
+        })
+        .collect();
+    for part in parts {
+        report.files += part.files;
+        report.elf_files += part.elf_files;
+        report.archives += part.archives;
+        report.findings.extend(part.findings);
+    }
+    Ok(report)
+}
+
+impl walk::Sink for AuditReport {
+    fn file(&mut self, path: &str, head: &[u8], is_elf: bool, truncated: bool) {
+        self.files += 1;
+        if !is_elf {
+            return;
+        }
+        self.elf_files += 1;
+        let info = if truncated {
+            elf::classify_header(head)
+        } else {
+            elf::classify(head)
+        };
+        let (mut severity, mut message) = match &info {
+            Some(info) => judge(info, self.target, truncated),
+            None => (
+                Severity::Warning,
+                "ELF magic but unreadable header".to_string(),
+            ),
+        };
+        if severity == Severity::Error && is_test_data(path) {
+            severity = Severity::Warning;
+            message = format!("test data, never executed: {message}");
+        }
+        self.findings.push(Finding {
+            path: path.to_string(),
+            severity,
+            elf: info,
+            message,
+        });
+    }
+
+    fn archive(&mut self, _path: &str) {
+        self.archives += 1;
+    }
+
+    fn unreadable(&mut self, path: &str, why: String) {
+        self.findings.push(Finding {
+            path: path.to_string(),
+            severity: Severity::Error,
+            elf: None,
+            message: format!("unreadable, not inspected: {why}"),
+        });
+    }
+
+    fn skipped(&mut self, path: &str, why: String) {
+        self.findings.push(Finding {
+            path: path.to_string(),
+            severity: Severity::Warning,
+            elf: None,
+            message: why,
+        });
+    }
+}
+
+/// Toolchains ship foreign ELF files as parser fixtures (Go: `src/debug/elf/testdata/`); they
+/// are data, so they warn instead of failing the audit. Only the innermost member counts.
+fn is_test_data(path: &str) -> bool {
+    let member = path.rsplit("!/").next().unwrap_or(path);
+    member.split('/').any(|c| c == "testdata")
+}
+
+/// The policy: can this binary run on the target?
+pub fn judge(info: &ElfInfo, target: Target, header_only: bool) -> (Severity, String) {
+    use Severity::*;
+    let go = info.go.as_ref();
+    match target {
+        Target::Arm64 => {
+            if info.machine != "aarch64" {
+                return (
+                    Error,
+                    format!("{} code cannot run on arm64", describe_machine(info)),
+                );
+            }
+            if let Some(arch) = go.and_then(|g| g.goarch.as_deref())
+                && arch != "arm64"
+            {
+                return (Error, format!("Go binary built for GOARCH={arch}"));
+            }
+        }
+        Target::Armv6l => {
+            if !info.is_arm32() {
+                return (
+                    Error,
+                    format!("{} code cannot run on armv6l", describe_machine(info)),
+                );
+            }
+            if info.big_endian {
+                return (Error, "big-endian ARM cannot run on armv6l".into());
+            }
+            if let Some(g) = go {
+                match (g.goarch.as_deref(), g.goarm) {
+                    (Some(a), _) if a != "arm" => {
+                        return (Error, format!("Go binary built for GOARCH={a}"));
+                    }
+                    (Some(_), Some(v)) if v >= 7 => {
+                        return (
+                            Error,
+                            format!("Go binary built with GOARM={v}; needs GOARM=6"),
+                        );
+                    }
+                    (Some(_), Some(_)) => {}
+                    _ if info.cpu_arch.is_none() => {
+                        return (Warning, "Go binary without GOARM in its build info".into());
+                    }
+                    _ => {}
+                }
+            }
+            match info.cpu_arch {
+                Some(v) if !elf::runs_on_armv6(v) => {
+                    let abi = info.abi.as_deref().unwrap_or("arm");
+                    return (
+                        Error,
+                        format!(
+                            "{abi} code for ARM {} cannot run on ARM1176 (ARMv6KZ)",
+                            elf::cpu_arch_name(v)
+                        ),
+                    );
+                }
+                Some(_) => {}
+                None if go.is_some_and(|g| g.goarm.is_some()) => {}
+                None if header_only => {
+                    return (
+                        Warning,
+                        "ARM level unknown: file larger than the audit cap".into(),
+                    );
+                }
+                None => return (Warning, "ARM level unknown: no .ARM.attributes".into()),
+            }
+        }
+    }
+    (Ok, String::new())
+}
+
+fn describe_machine(info: &ElfInfo) -> String {
+    match info.machine.as_str() {
+        "arm" => "32-bit ARM".into(),
+        m => m.into(),
+    }
+}
+
+impl AuditReport {
+    fn empty(target: Target) -> Self {
+        Self {
+            target,
+            files: 0,
+            elf_files: 0,
+            archives: 0,
+            findings: Vec::new(),
+        }
+    }
+
+    pub fn errors(&self) -> usize {
+        self.count(Severity::Error)
+    }
+    pub fn warnings(&self) -> usize {
+        self.count(Severity::Warning)
+    }
+    fn count(&self, s: Severity) -> usize {
+        self.findings.iter().filter(|f| f.severity == s).count()
+    }
+
+    /// A row per finding, errors first, then a one-line summary.
+    pub fn render_table(&self) -> String {
+        let mut rows: Vec<&Finding> = self.findings.iter().collect();
+        rows.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.path.cmp(&b.path)));
+        let cells: Vec<[String; 7]> = rows.iter().map(|f| row(f)).collect();
+        let header = ["SEVERITY", "MACHINE", "ABI", "ARM", "GO", "PATH", "NOTE"].map(String::from);
+        let mut widths = header.clone().map(|h| h.len());
+        for c in &cells {
+            for (w, cell) in widths.iter_mut().zip(c) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        for c in std::iter::once(&header).chain(&cells) {
+            let mut line = String::new();
+            for (i, cell) in c.iter().enumerate() {
+                if i + 1 == c.len() {
+                    line.push_str(cell);
+                } else {
+                    let _ = write!(line, "{cell:<w$}  ", w = widths[i]);
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out.push_str(&self.summary());
+        out.push('\n');
+        out
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "audit for {}: {} files, {} ELF, {} nested archives: {} error(s), {} warning(s)",
+            self.target,
+            self.files,
+            self.elf_files,
+            self.archives,
+            self.errors(),
+            self.warnings()
+        )
+    }
+}
+
+fn row(f: &Finding) -> [String; 7] {
+    let dash = || "-".to_string();
+    let (machine, abi, arm, go) = match &f.elf {
+        Some(e) => (
+            format!(
+                "{}/{}{}",
+                e.machine,
+                e.class,
+                if e.big_endian { "be" } else { "" }
+            ),
+            e.abi.clone().unwrap_or_else(dash),
+            e.cpu_arch_name().map(String::from).unwrap_or_else(dash),
+            e.go.as_ref().map_or_else(dash, |g| {
+                let mut s = g.goarch.clone().unwrap_or_else(|| "go".into());
+                if let Some(v) = g.goarm {
+                    let _ = write!(s, " GOARM={v}");
+                }
+                s
+            }),
+        ),
+        None => (dash(), dash(), dash(), dash()),
+    };
+    [
+        f.severity.as_str().into(),
+        machine,
+        abi,
+        arm,
+        go,
+        f.path.clone(),
+        f.message.clone(),
+    ]
+}

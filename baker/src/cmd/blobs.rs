@@ -1,0 +1,144 @@
+//! `baker lock add` and `baker fetch`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+
+use crate::fetch::{FetchOptions, Fetcher};
+use crate::lock::{self, Arch, Lock, LockEntry};
+
+/// Where blobs are cached and fetched from.
+#[derive(Args, Debug, Clone)]
+pub struct FetchArgs {
+    /// Cache root (default: $PIFOUNDRY_CACHE_DIR, else $XDG_CACHE_HOME/pifoundry); blobs live
+    /// in <cache-dir>/blobs/sha256/ab/abcd…
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Fetch by sha256 from DIR or URL instead of the lock URLs (also $PIFOUNDRY_MIRROR);
+    /// layout <mirror>/sha256/<hex> or <mirror>/sha256/<hex[..2]>/<hex>
+    #[arg(long, value_name = "DIR|URL")]
+    pub mirror: Option<String>,
+    /// Parallel downloads
+    #[arg(long, short = 'j', default_value_t = 4)]
+    pub jobs: usize,
+    /// Extra attempts after a transient network failure
+    #[arg(long, default_value_t = 4)]
+    pub retries: u32,
+}
+
+impl FetchArgs {
+    pub fn options(&self) -> FetchOptions {
+        let mut o = FetchOptions::from_env();
+        o.cache_dir = self.cache_dir.clone();
+        if self.mirror.is_some() {
+            o.mirror = self.mirror.clone();
+        }
+        o.jobs = self.jobs;
+        o.retries = self.retries;
+        o
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LockCommand {
+    /// Download URL, record its sha256 and size under KEY
+    Add {
+        key: String,
+        url: String,
+        /// What the blob runs on: armv6l, arm64, amd64 or any
+        #[arg(long, default_value = "any")]
+        arch: Arch,
+        /// What upstream blob it replaces, or what it is for
+        #[arg(long)]
+        replaces: Option<String>,
+        /// Overwrite an existing entry
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        fetch: FetchArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct LockArgs {
+    /// The lock file
+    #[arg(long, global = true, default_value = lock::LOCK_FILE)]
+    pub lock: PathBuf,
+    #[command(subcommand)]
+    pub command: LockCommand,
+}
+
+#[derive(Args, Debug)]
+pub struct FetchCmd {
+    /// Keys to fetch (default: every entry of the lock)
+    pub keys: Vec<String>,
+    /// The lock file
+    #[arg(long, default_value = lock::LOCK_FILE)]
+    pub lock: PathBuf,
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+}
+
+pub fn lock(args: LockArgs) -> Result<()> {
+    match args.command {
+        LockCommand::Add {
+            key,
+            url,
+            arch,
+            replaces,
+            force,
+            fetch,
+        } => {
+            lock::valid_key(&key).map_err(anyhow::Error::msg)?;
+            let mut lock = Lock::load_or_empty(&args.lock)?;
+            if lock.contains(&key) && !force {
+                bail!(
+                    "{}: blob {key:?} already exists (pass --force to replace it)",
+                    args.lock.display()
+                );
+            }
+            let mut opts = fetch.options();
+            // lock add downloads from the URL given, never from a mirror
+            opts.mirror = None;
+            let fetcher = Fetcher::new(opts)?;
+            let got = fetcher.fetch_new(&key, &url)?;
+            lock.insert(LockEntry {
+                key: key.clone(),
+                url,
+                sha256: got.sha256.clone(),
+                size: Some(got.size),
+                arch,
+                replaces,
+            })?;
+            lock.save(&args.lock)?;
+            println!(
+                "{key}: sha256 {} size {} -> {}",
+                got.sha256,
+                got.size,
+                args.lock.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+pub fn fetch(args: FetchCmd) -> Result<()> {
+    let lock = Lock::load(&args.lock)?;
+    let entries: Vec<&LockEntry> = if args.keys.is_empty() {
+        lock.entries().collect()
+    } else {
+        args.keys
+            .iter()
+            .map(|k| lock.get(k))
+            .collect::<Result<_, _>>()?
+    };
+    let fetcher = Fetcher::new(args.fetch.options())?;
+    let paths = fetcher
+        .ensure_all(&entries)
+        .with_context(|| format!("fetching into {}", fetcher.cache_dir().display()))?;
+    for (e, p) in entries.iter().zip(paths) {
+        println!("{}\t{}", e.key, p.display());
+    }
+    Ok(())
+}

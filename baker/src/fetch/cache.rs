@@ -1,0 +1,188 @@
+//! The content-addressed blob cache: `<cache-dir>/blobs/sha256/ab/abcd…`.
+//!
+//! A blob enters the cache only by a rename of a fully downloaded, verified temporary file
+//! that lives under `<cache-dir>/blobs/tmp/` (same file system), so the cache never holds a
+//! partial or unverified blob.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tempfile::NamedTempFile;
+
+use super::FetchError;
+
+/// Environment variable overriding the cache directory (below `--cache-dir`).
+pub const CACHE_ENV: &str = "PIFOUNDRY_CACHE_DIR";
+
+/// Resolves the PiFoundry cache root: `explicit` (from `--cache-dir`), then
+/// `$PIFOUNDRY_CACHE_DIR`, then `$XDG_CACHE_HOME/pifoundry`, then `$HOME/.cache/pifoundry`.
+pub fn resolve_cache_dir(explicit: Option<&Path>) -> Result<PathBuf, FetchError> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(p) = env(CACHE_ENV) {
+        return Ok(p);
+    }
+    if let Some(p) = env("XDG_CACHE_HOME").filter(|p| p.is_absolute()) {
+        return Ok(p.join("pifoundry"));
+    }
+    if let Some(home) = env("HOME") {
+        return Ok(home.join(".cache").join("pifoundry"));
+    }
+    Err(FetchError::NoCacheDir)
+}
+
+#[derive(Debug, Clone)]
+pub struct Cache {
+    blobs: PathBuf,
+}
+
+impl Cache {
+    /// The blob cache under the PiFoundry cache root `root`.
+    pub fn new(root: &Path) -> Self {
+        Self {
+            blobs: root.join("blobs"),
+        }
+    }
+
+    /// Where the blob with this sha256 lives (whether or not it is there yet).
+    pub fn blob_path(&self, sha256: &str) -> PathBuf {
+        self.blobs.join("sha256").join(&sha256[..2]).join(sha256)
+    }
+
+    /// Removes downloads left in `tmp/` by killed processes (older than `max_age`, so that a
+    /// concurrent baker's live download is never touched). Best effort.
+    pub fn sweep_stale(&self, max_age: std::time::Duration) -> usize {
+        let Ok(dir) = std::fs::read_dir(self.blobs.join("tmp")) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for e in dir.flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > max_age);
+            if old && std::fs::remove_file(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// A fresh temporary file for a download; dropped unpersisted, it disappears.
+    pub fn temp(&self) -> Result<Staged, FetchError> {
+        let dir = self.blobs.join("tmp");
+        std::fs::create_dir_all(&dir).map_err(|e| cache_err(&dir, e))?;
+        let file = tempfile::Builder::new()
+            .prefix("download.")
+            .tempfile_in(&dir)
+            .map_err(|e| cache_err(&dir, e))?;
+        Ok(Staged {
+            out: BufWriter::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+            len: 0,
+        })
+    }
+
+    /// Moves a verified download into place.
+    pub fn commit(&self, staged: Staged, sha256: &str) -> Result<PathBuf, FetchError> {
+        let dest = self.blob_path(sha256);
+        let parent = dest.parent().expect("blob path has a parent");
+        std::fs::create_dir_all(parent).map_err(|e| cache_err(parent, e))?;
+        let file = staged
+            .out
+            .into_inner()
+            .map_err(|e| cache_err(&dest, e.into_error()))?;
+        file.as_file().sync_all().map_err(|e| cache_err(&dest, e))?;
+        file.persist(&dest).map_err(|e| cache_err(&dest, e.error))?;
+        Ok(dest)
+    }
+}
+
+/// A download in progress: bytes are hashed and counted as they are written.
+pub struct Staged {
+    out: BufWriter<NamedTempFile>,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl Staged {
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Lower-case hex sha256 of everything written so far.
+    pub fn digest(&self) -> String {
+        hex::encode(self.hasher.clone().finalize())
+    }
+}
+
+impl Write for Staged {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Hashes a file: (sha256 hex, length).
+pub fn hash_file(path: &Path) -> io::Result<(String, u64)> {
+    let mut f = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), len))
+}
+
+fn cache_err(path: &Path, source: io::Error) -> FetchError {
+    FetchError::Cache {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn stale_downloads_are_swept_live_ones_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = Cache::new(root.path());
+        let tmp = root.path().join("blobs/tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        let old = File::create(tmp.join("download.old")).unwrap();
+        old.set_modified(SystemTime::now() - Duration::from_secs(3 * 86400))
+            .unwrap();
+        File::create(tmp.join("download.live")).unwrap();
+        assert_eq!(cache.sweep_stale(Duration::from_secs(86400)), 1);
+        assert!(tmp.join("download.live").exists());
+        assert!(!tmp.join("download.old").exists());
+    }
+}

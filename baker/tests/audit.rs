@@ -1,0 +1,618 @@
+//! `baker audit` on real ELF files built here with Debian's cross compilers and Go, packed into
+//! nested .tgz / .tar.xz / .zip archives inside a release-like tarball.
+
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use baker::archive::{Mode, TarGzWriter, TarWriter};
+use baker::audit::{self, AuditReport, Finding, Severity, Target};
+
+const C_MAIN: &str = "int main(void) { return 0; }\n";
+const C_FUNC: &str = "double half(double x) { return x / 2; }\n";
+const GO_MAIN: &str = "package main\n\nfunc main() { println(\"hi\") }\n";
+
+/// Real ELF files, built once per fixture version into the target dir (never committed).
+struct Fixtures {
+    dir: PathBuf,
+}
+
+impl Fixtures {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+    fn bytes(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.path(name)).unwrap()
+    }
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .or_else(|_| Command::new(tool).arg("version").output())
+        .is_ok()
+}
+
+/// Builds the fixtures, or returns `None` (skip) when a compiler is missing outside CI.
+fn fixtures() -> Option<Fixtures> {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let dir = root.join("audit-fixtures-v1");
+    if dir.join("complete").exists() {
+        return Some(Fixtures { dir });
+    }
+    let missing: Vec<&str> = [
+        "gcc",
+        "arm-linux-gnueabi-gcc",
+        "aarch64-linux-gnu-gcc",
+        "go",
+    ]
+    .into_iter()
+    .filter(|t| !have(t))
+    .collect();
+    if !missing.is_empty() {
+        if std::env::var_os("CI").is_some() {
+            panic!("audit fixtures need {missing:?} (scripts/install-prereqs.sh test)");
+        }
+        eprintln!(
+            "\n!!! SKIPPING audit fixture test: {missing:?} not installed (run scripts/install-prereqs.sh test) !!!\n"
+        );
+        return None;
+    }
+    // Several test processes may race here: each builds privately, the first rename wins.
+    let work = tempfile::tempdir_in(&root).unwrap();
+    let w = work.path();
+    std::fs::write(w.join("main.c"), C_MAIN).unwrap();
+    std::fs::write(w.join("func.c"), C_FUNC).unwrap();
+    std::fs::write(w.join("main.go"), GO_MAIN).unwrap();
+    let cc = |out: &str, compiler: &str, flags: &[&str], src: &str| {
+        run(Command::new(compiler)
+            .args(flags)
+            .arg("-o")
+            .arg(w.join(out))
+            .arg(w.join(src))
+            .current_dir(w));
+    };
+    cc(
+        "armel-v6",
+        "arm-linux-gnueabi-gcc",
+        &["-march=armv6", "-marm"],
+        "main.c",
+    );
+    cc(
+        "armel-v7",
+        "arm-linux-gnueabi-gcc",
+        &["-march=armv7-a"],
+        "main.c",
+    );
+    // No armhf sysroot is installed, so the hard-float objects stay unlinked (ET_REL).
+    let hf = ["-c", "-mfloat-abi=hard", "-mfpu=vfp"];
+    cc(
+        "armhf-v6.o",
+        "arm-linux-gnueabi-gcc",
+        &[&hf[..], &["-march=armv6"]].concat(),
+        "func.c",
+    );
+    cc(
+        "armhf-v7.o",
+        "arm-linux-gnueabi-gcc",
+        &[&hf[..], &["-march=armv7-a"]].concat(),
+        "func.c",
+    );
+    cc("aarch64", "aarch64-linux-gnu-gcc", &[], "main.c");
+    cc("x86-64", "gcc", &[], "main.c");
+    let gocache = root.join("audit-gocache");
+    for (out, arch, goarm) in [
+        ("go-goarm6", "arm", Some("6")),
+        ("go-goarm7", "arm", Some("7")),
+        ("go-arm64", "arm64", None),
+    ] {
+        let mut cmd = Command::new("go");
+        cmd.args(["build", "-o"])
+            .arg(w.join(out))
+            .arg("main.go")
+            .current_dir(w)
+            .env("CGO_ENABLED", "0")
+            .env("GOOS", "linux")
+            .env("GOARCH", arch)
+            .env("GOCACHE", &gocache)
+            .env("GOPATH", w.join("gopath"))
+            .env("GO111MODULE", "off")
+            .env_remove("GOFLAGS");
+        match goarm {
+            Some(v) => cmd.env("GOARM", v),
+            None => cmd.env_remove("GOARM"),
+        };
+        run(&mut cmd);
+    }
+    std::fs::write(w.join("complete"), "").unwrap();
+    let built = work.keep();
+    if std::fs::rename(&built, &dir).is_err() {
+        let _ = std::fs::remove_dir_all(&built);
+    }
+    Some(Fixtures { dir })
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn tgz(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut w = TarGzWriter::new(Vec::new());
+    w.add_dir("./").unwrap();
+    for (name, bytes) in files {
+        w.add_bytes(&format!("./{name}"), Mode::Executable, bytes)
+            .unwrap();
+    }
+    w.finish().unwrap()
+}
+
+fn tar_xz(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut w = TarWriter::plain(Vec::new());
+    for (name, bytes) in files {
+        w.add_bytes(name, Mode::Executable, bytes).unwrap();
+    }
+    let tar = w.finish_tar().unwrap();
+    let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 1);
+    xz.write_all(&tar).unwrap();
+    xz.finish().unwrap()
+}
+
+fn zip(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut z = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, bytes) in files {
+        z.start_file(*name, opts).unwrap();
+        z.write_all(bytes).unwrap();
+    }
+    z.finish().unwrap().into_inner()
+}
+
+/// A release-like outer tarball (no `./` prefix, like bosh-cli writes it).
+fn release(dir: &Path, packages: &[(&str, Vec<u8>)]) -> PathBuf {
+    let path = dir.join("release.tgz");
+    let mut w = TarGzWriter::new(std::fs::File::create(&path).unwrap());
+    w.add_bytes("release.MF", Mode::Regular, b"name: pi\nversion: 1\n")
+        .unwrap();
+    w.add_dir("packages").unwrap();
+    for (name, bytes) in packages {
+        w.add_bytes(&format!("packages/{name}.tgz"), Mode::Regular, bytes)
+            .unwrap();
+    }
+    w.finish().unwrap();
+    path
+}
+
+fn finding<'a>(r: &'a AuditReport, path: &str) -> &'a Finding {
+    r.findings
+        .iter()
+        .find(|f| f.path == path)
+        .unwrap_or_else(|| panic!("no finding for {path}: {:#?}", r.findings))
+}
+
+fn baker_audit(path: &Path, arch: &str, json: bool) -> (i32, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_baker"));
+    cmd.arg("audit").arg(path).args(["--arch", arch]);
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn classifies_each_kind_of_elf() {
+    let Some(fx) = fixtures() else { return };
+    let classify = |name: &str| {
+        let r = audit::audit_path(&fx.path(name), Target::Armv6l).unwrap();
+        assert_eq!(r.elf_files, 1, "{name}");
+        r.findings[0].clone()
+    };
+    let v6 = classify("armel-v6");
+    let e = v6.elf.as_ref().unwrap();
+    assert_eq!(
+        (e.machine.as_str(), e.class, e.big_endian),
+        ("arm", 32, false)
+    );
+    assert_eq!(e.abi.as_deref(), Some("armel"));
+    assert_eq!(e.cpu_arch_name(), Some("v6"));
+    assert_eq!(v6.severity, Severity::Ok, "{v6:?}");
+
+    let v7 = classify("armel-v7");
+    assert_eq!(v7.elf.as_ref().unwrap().cpu_arch_name(), Some("v7"));
+    assert_eq!(v7.severity, Severity::Error);
+    assert!(v7.message.contains("v7"), "{}", v7.message);
+
+    let hf6 = classify("armhf-v6.o");
+    assert_eq!(hf6.elf.as_ref().unwrap().abi.as_deref(), Some("armhf"));
+    assert_eq!(hf6.severity, Severity::Ok, "{hf6:?}");
+    let hf7 = classify("armhf-v7.o");
+    assert_eq!(hf7.elf.as_ref().unwrap().abi.as_deref(), Some("armhf"));
+    assert_eq!(hf7.severity, Severity::Error);
+
+    let x = classify("x86-64");
+    assert_eq!(x.elf.as_ref().unwrap().machine, "x86-64");
+    assert_eq!(x.elf.as_ref().unwrap().class, 64);
+    assert_eq!(x.severity, Severity::Error);
+    assert_eq!(classify("aarch64").severity, Severity::Error);
+
+    let g6 = classify("go-goarm6");
+    let go = g6.elf.as_ref().unwrap().go.as_ref().unwrap();
+    assert_eq!((go.goarch.as_deref(), go.goarm), (Some("arm"), Some(6)));
+    assert!(go.version.as_deref().unwrap().starts_with("go1."));
+    assert_eq!(g6.severity, Severity::Ok, "{g6:?}");
+    let g7 = classify("go-goarm7");
+    assert_eq!(g7.elf.as_ref().unwrap().go.as_ref().unwrap().goarm, Some(7));
+    assert_eq!(g7.severity, Severity::Error);
+    assert!(g7.message.contains("GOARM=7"), "{}", g7.message);
+}
+
+#[test]
+fn arm64_target_accepts_only_aarch64() {
+    let Some(fx) = fixtures() else { return };
+    for (name, ok) in [
+        ("aarch64", true),
+        ("go-arm64", true),
+        ("armel-v6", false),
+        ("go-goarm6", false),
+        ("x86-64", false),
+    ] {
+        let r = audit::audit_path(&fx.path(name), Target::Arm64).unwrap();
+        let want = if ok { Severity::Ok } else { Severity::Error };
+        assert_eq!(r.findings[0].severity, want, "{name}: {:?}", r.findings[0]);
+    }
+    let go = audit::audit_path(&fx.path("go-arm64"), Target::Arm64).unwrap();
+    let info = go.findings[0].elf.as_ref().unwrap().go.clone().unwrap();
+    assert_eq!(info.goarch.as_deref(), Some("arm64"));
+}
+
+#[test]
+fn clean_armv6l_release_passes_through_nested_archives() {
+    let Some(fx) = fixtures() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let toolchain = tar_xz(&[("go/bin/go", &fx.bytes("go-goarm6"))]);
+    let tools = zip(&[("tools/hello", &fx.bytes("armel-v6")), ("README", b"text")]);
+    let golang = tgz(&[
+        ("packaging", b"#!/bin/sh\n"),
+        ("golang/go1.25.4.linux-armv6l.tar.xz", &toolchain),
+        ("tools.zip", &tools),
+    ]);
+    let native = tgz(&[
+        ("bin/hello", &fx.bytes("armel-v6")),
+        ("lib/m.o", &fx.bytes("armhf-v6.o")),
+    ]);
+    let rel = release(dir.path(), &[("golang", golang), ("native", native)]);
+
+    let r = audit::audit_path(&rel, Target::Armv6l).unwrap();
+    assert_eq!(r.errors(), 0, "{}", r.render_table());
+    assert_eq!(r.elf_files, 4);
+    assert_eq!(r.archives, 4);
+    for p in [
+        "packages/golang.tgz!/golang/go1.25.4.linux-armv6l.tar.xz!/go/bin/go",
+        "packages/golang.tgz!/tools.zip!/tools/hello",
+        "packages/native.tgz!/bin/hello",
+        "packages/native.tgz!/lib/m.o",
+    ] {
+        assert_eq!(finding(&r, p).severity, Severity::Ok);
+    }
+    let (code, out) = baker_audit(&rel, "armv6l", false);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("0 error(s)"), "{out}");
+}
+
+#[test]
+fn amd64_and_v7_code_in_a_release_fail_with_nested_paths() {
+    let Some(fx) = fixtures() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let toolchain = tar_xz(&[("go/bin/go", &fx.bytes("go-goarm7"))]);
+    let win = zip(&[("x/amd64", &fx.bytes("x86-64"))]);
+    let golang = tgz(&[
+        ("go1.25.4.linux-arm.tar.xz", &toolchain),
+        ("w.zip", &win),
+        (
+            "go/src/debug/elf/testdata/gcc-amd64-linux-exec",
+            &fx.bytes("x86-64"),
+        ),
+    ]);
+    let native = tgz(&[
+        ("bin/v7", &fx.bytes("armel-v7")),
+        ("bin/a64", &fx.bytes("aarch64")),
+        ("lib/hf7.o", &fx.bytes("armhf-v7.o")),
+        ("bin/ok", &fx.bytes("armel-v6")),
+    ]);
+    let rel = release(dir.path(), &[("golang", golang), ("native", native)]);
+
+    let r = audit::audit_path(&rel, Target::Armv6l).unwrap();
+    assert_eq!(r.errors(), 5, "{}", r.render_table());
+    let td = finding(
+        &r,
+        "packages/golang.tgz!/go/src/debug/elf/testdata/gcc-amd64-linux-exec",
+    );
+    assert_eq!(td.severity, Severity::Warning, "{td:?}");
+    assert!(td.message.contains("test data"), "{}", td.message);
+    let x = finding(&r, "packages/golang.tgz!/w.zip!/x/amd64");
+    assert!(x.message.contains("x86-64"), "{}", x.message);
+    assert_eq!(
+        finding(&r, "packages/native.tgz!/bin/ok").severity,
+        Severity::Ok
+    );
+    assert_eq!(
+        finding(
+            &r,
+            "packages/golang.tgz!/go1.25.4.linux-arm.tar.xz!/go/bin/go"
+        )
+        .severity,
+        Severity::Error
+    );
+
+    let (code, out) = baker_audit(&rel, "armv6l", false);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("packages/native.tgz!/bin/v7"), "{out}");
+    assert!(out.contains("5 error(s)"), "{out}");
+    let (code, json) = baker_audit(&rel, "armv6l", true);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["target"], "armv6l");
+    let errors = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "error")
+        .count();
+    assert_eq!(errors, 5);
+}
+
+#[test]
+fn directory_trees_are_audited() {
+    let Some(fx) = fixtures() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("rootfs");
+    std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+    std::fs::copy(fx.path("aarch64"), root.join("usr/bin/true")).unwrap();
+    std::fs::write(root.join("usr/bin/script"), "#!/bin/sh\n").unwrap();
+    std::fs::write(
+        root.join("blob.tgz"),
+        tgz(&[("bin/x", &fx.bytes("x86-64"))]),
+    )
+    .unwrap();
+    let r = audit::audit_path(&root, Target::Arm64).unwrap();
+    assert_eq!(r.files, 3);
+    assert_eq!(finding(&r, "usr/bin/true").severity, Severity::Ok);
+    assert_eq!(finding(&r, "blob.tgz!/bin/x").severity, Severity::Error);
+}
+
+#[test]
+fn oversized_elf_is_judged_by_its_header() {
+    let Some(fx) = fixtures() else { return };
+    let r = audit::audit_path_with_cap(&fx.path("armel-v7"), Target::Armv6l, 64).unwrap();
+    let f = &r.findings[0];
+    assert_eq!(f.severity, Severity::Warning, "{f:?}");
+    assert!(f.message.contains("cap"), "{}", f.message);
+    let r = audit::audit_path_with_cap(&fx.path("x86-64"), Target::Armv6l, 64).unwrap();
+    assert_eq!(r.findings[0].severity, Severity::Error);
+}
+
+/// A zip as streaming writers (Go's archive/zip) make it: sizes in a data descriptor.
+fn streamed_zip() -> Vec<u8> {
+    let mut z = zip::ZipWriter::new_stream(Vec::new());
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    z.start_file("go/bin/go.exe", opts).unwrap();
+    z.write_all(b"MZ not an elf").unwrap();
+    z.finish().unwrap().into_inner()
+}
+
+#[test]
+fn skipped_archives_warn_and_broken_ones_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = tgz(&[("x", b"y")]);
+    let skipped = release(
+        dir.path(),
+        &[(
+            "p",
+            tgz(&[
+                ("src/lib.tar.bz2", b"BZh91AY&SY"),
+                ("go1.26.7.windows-amd64.zip", &streamed_zip()),
+                ("ok.tgz", &good),
+            ]),
+        )],
+    );
+    let r = audit::audit_path(&skipped, Target::Armv6l).unwrap();
+    assert_eq!((r.errors(), r.warnings()), (0, 2), "{}", r.render_table());
+    assert!(
+        finding(&r, "packages/p.tgz!/src/lib.tar.bz2")
+            .message
+            .contains("bzip2")
+    );
+    assert!(
+        finding(&r, "packages/p.tgz!/go1.26.7.windows-amd64.zip")
+            .message
+            .contains("not inspected")
+    );
+    assert_eq!(baker_audit(&skipped, "armv6l", false).0, 0);
+
+    let broken = release(
+        dir.path(),
+        &[(
+            "p",
+            tgz(&[
+                ("bad.tgz", &good[..good.len() / 2]),
+                ("bad.zip", b"PK\x03\x04garbage"),
+                (
+                    "libbad.a",
+                    b"!<arch>\nlibfoo.o/       0           0     0     644     9999      `\nELF",
+                ),
+            ]),
+        )],
+    );
+    let r = audit::audit_path(&broken, Target::Armv6l).unwrap();
+    assert_eq!(r.errors(), 3, "{}", r.render_table());
+    let bad_ar = finding(&r, "packages/p.tgz!/libbad.a");
+    assert!(bad_ar.message.contains("ar:"), "{}", bad_ar.message);
+    assert!(
+        finding(&r, "packages/p.tgz!/bad.tgz")
+            .message
+            .contains("not inspected")
+    );
+    assert_eq!(baker_audit(&broken, "armv6l", false).0, 1);
+}
+
+#[test]
+fn missing_path_and_bad_arch_are_clear_errors() {
+    let out = Command::new(env!("CARGO_BIN_EXE_baker"))
+        .args(["audit", "/nonexistent/rel.tgz", "--arch", "armv6l"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/rel.tgz"));
+    let out = Command::new(env!("CARGO_BIN_EXE_baker"))
+        .args(["audit", ".", "--arch", "mips"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mips"));
+}
+
+/// The armv6l verdicts are the truth on an ARM1176: what passes runs under
+/// `qemu-arm -cpu arm1176`, and the GOARM=7 binary the audit rejects dies there.
+#[test]
+fn armv6l_verdicts_match_qemu_arm1176() {
+    let Some(fx) = fixtures() else { return };
+    if !have("qemu-arm-static") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs qemu-user-static"
+        );
+        eprintln!("\n!!! SKIPPING qemu cross-check: qemu-arm-static not installed !!!\n");
+        return;
+    }
+    let runs = |name: &str| {
+        Command::new("qemu-arm-static")
+            .args(["-cpu", "arm1176", "-L", "/usr/arm-linux-gnueabi"])
+            .arg(fx.path(name))
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    for (name, ok) in [
+        ("go-goarm6", true),
+        ("armel-v6", true),
+        ("go-goarm7", false),
+    ] {
+        let r = audit::audit_path(&fx.path(name), Target::Armv6l).unwrap();
+        let verdict = r.findings[0].severity == Severity::Ok;
+        assert_eq!(verdict, ok, "{name}: audit says {:?}", r.findings[0]);
+        assert_eq!(runs(name), ok, "{name} under qemu-arm -cpu arm1176");
+    }
+}
+
+#[test]
+fn static_libraries_and_debs_are_opened() {
+    let Some(fx) = fixtures() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let long = "an-x86-64-object-with-a-long-name.o";
+    std::fs::copy(fx.path("armhf-v6.o"), d.join("armhf-v6.o")).unwrap();
+    std::fs::copy(fx.path("x86-64"), d.join(long)).unwrap();
+    std::fs::write(d.join("debian-binary"), "2.0\n").unwrap();
+    std::fs::write(
+        d.join("data.tar.xz"),
+        tar_xz(&[("./usr/bin/tool", &fx.bytes("x86-64"))]),
+    )
+    .unwrap();
+    // binutils' ar (installed with gcc) writes the GNU long-name table
+    run(Command::new("ar")
+        .args(["rc", "libmix.a", "armhf-v6.o", long])
+        .current_dir(d));
+    run(Command::new("ar")
+        .args(["rc", "tool.deb", "debian-binary", "data.tar.xz"])
+        .current_dir(d));
+    let rel = release(
+        d,
+        &[(
+            "p",
+            tgz(&[
+                ("lib/libmix.a", &std::fs::read(d.join("libmix.a")).unwrap()),
+                ("tool.deb", &std::fs::read(d.join("tool.deb")).unwrap()),
+            ]),
+        )],
+    );
+    let r = audit::audit_path(&rel, Target::Armv6l).unwrap();
+    assert_eq!(
+        finding(&r, "packages/p.tgz!/lib/libmix.a!/armhf-v6.o").severity,
+        Severity::Ok
+    );
+    assert_eq!(
+        finding(&r, &format!("packages/p.tgz!/lib/libmix.a!/{long}")).severity,
+        Severity::Error
+    );
+    assert_eq!(
+        finding(&r, "packages/p.tgz!/tool.deb!/data.tar.xz!/usr/bin/tool").severity,
+        Severity::Error
+    );
+    assert_eq!(r.errors(), 2, "{}", r.render_table());
+}
+
+/// Root-file-system layers (garden-runc's busybox blob) hold absolute symlinks and hard
+/// links that an extractor would refuse; the audit, which writes nothing, reads through them.
+#[test]
+fn rootfs_layers_with_absolute_links_are_read_through() {
+    let Some(fx) = fixtures() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut layer = TarWriter::plain(Vec::new());
+    layer.add_symlink("etc/mtab", "/proc/self/mounts").unwrap();
+    layer.add_symlink("lib", "/usr/lib").unwrap();
+    layer
+        .add_bytes("bin/busybox", Mode::Executable, &fx.bytes("x86-64"))
+        .unwrap();
+    let layer = layer.finish_tar().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&layer).unwrap();
+    let layer = gz.finish().unwrap();
+    let rel = release(
+        dir.path(),
+        &[("busybox", tgz(&[("busybox/busybox-1.36.1.tar.gz", &layer)]))],
+    );
+    let r = audit::audit_path(&rel, Target::Armv6l).unwrap();
+    let f = finding(
+        &r,
+        "packages/busybox.tgz!/busybox/busybox-1.36.1.tar.gz!/bin/busybox",
+    );
+    assert_eq!(f.severity, Severity::Error);
+    assert_eq!(r.errors(), 1, "{}", r.render_table());
+}
+
+#[test]
+fn single_compressed_files_are_looked_into() {
+    let Some(fx) = fixtures() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&fx.bytes("x86-64")).unwrap();
+    let gz = gz.finish().unwrap();
+    let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 1);
+    xz.write_all(&fx.bytes("armel-v6")).unwrap();
+    let xz = xz.finish().unwrap();
+    let rel = release(
+        dir.path(),
+        &[("p", tgz(&[("bin/tool.gz", &gz), ("bin/ok.xz", &xz)]))],
+    );
+    let r = audit::audit_path(&rel, Target::Armv6l).unwrap();
+    assert_eq!(
+        finding(&r, "packages/p.tgz!/bin/tool.gz!/tool").severity,
+        Severity::Error
+    );
+    assert_eq!(
+        finding(&r, "packages/p.tgz!/bin/ok.xz!/ok").severity,
+        Severity::Ok
+    );
+}
