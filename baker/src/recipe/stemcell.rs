@@ -557,7 +557,12 @@ stages:
     #[test]
     fn shipped_recipes_parse() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes/stemcells");
-        for name in ["bookworm-armv6l.yml", "ci-armv6l.yml", "bookworm-arm64.yml"] {
+        for name in [
+            "bookworm-armv6l.yml",
+            "ci-armv6l.yml",
+            "bookworm-arm64.yml",
+            "ci-arm64.yml",
+        ] {
             StemcellRecipe::load(&dir.join(name)).unwrap();
         }
     }

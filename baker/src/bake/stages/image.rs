@@ -25,11 +25,33 @@ pub fn run(s: &ImageStage, ctx: &mut Ctx) -> Result<(), BakeError> {
         fs::create_dir(&fw).map_err(|e| BakeError::io(&fw, e))?;
     }
     normalize(ctx.rootfs)?;
+    audit(ctx)?;
     clamp_mtimes(ctx.rootfs, epoch)?;
     clamp_mtimes(&bootfs, epoch)?;
     export_boot(ctx.rootfs, &bootfs, &ctx.out.join("boot"))?;
     let img = ctx.out.join("root.img");
     provisional_image(s, ctx, &bootfs, &img, epoch)
+}
+
+/// `<out>/audit.txt`: every ELF in the root and whether the target CPU can run it. Not a
+/// gate yet: Debian's armel root holds VideoCore firmware ELFs and a few runtime-dispatched
+/// ARMv7 objects (libatomic, NEON crypto modules) that a policy must first allow.
+fn audit(ctx: &Ctx) -> Result<(), BakeError> {
+    use crate::audit::Target;
+    use crate::recipe::stemcell::Arch;
+    let target = match ctx.recipe.arch {
+        Arch::Armv6l => Target::Armv6l,
+        Arch::Arm64 => Target::Arm64,
+    };
+    let report =
+        crate::audit::audit_path(ctx.rootfs, target).map_err(|e| BakeError::msg(e.to_string()))?;
+    let path = ctx.out.join("audit.txt");
+    let text = report.render_table() + &report.summary() + "\n";
+    crate::atomic::write(&path, text.as_bytes()).map_err(|e| BakeError::io(&path, e))?;
+    if report.errors() > 0 {
+        tracing::warn!("{} (see {})", report.summary(), path.display());
+    }
+    Ok(())
 }
 
 /// Files that differ between two runs of the same install and mean nothing in an image.
