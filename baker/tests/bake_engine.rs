@@ -165,3 +165,89 @@ fn a_missing_blob_fails_before_any_stage_runs() {
     assert!(!p.cache.exists() || fs::read_dir(&p.cache).unwrap().next().is_none());
     assert!(!p.root.join("out/logs").exists(), "a stage ran");
 }
+
+/// Blobs from local files, as a lock plus a warm blob cache would give them.
+struct LocalBlobs(Vec<(String, PathBuf)>);
+
+impl bake::Blobs for LocalBlobs {
+    fn sha256(&self, key: &str) -> Result<String, String> {
+        let (_, p) = self.0.iter().find(|(k, _)| k == key).ok_or("no such key")?;
+        bake::cache::sha256_file(p).map_err(|e| e.to_string())
+    }
+    fn ensure(&self, key: &str) -> Result<PathBuf, String> {
+        let (_, p) = self.0.iter().find(|(k, _)| k == key).ok_or("no such key")?;
+        Ok(p.clone())
+    }
+}
+
+#[test]
+fn go_build_from_a_source_tarball_with_a_patch_targets_armv6() {
+    let p = project();
+    // a GitHub-style tag tarball: one top directory, a module with a vendor/ directory
+    let src_tgz = p.root.join("hello-1.0.tar.gz");
+    let mut w = baker::archive::TarGzWriter::new(fs::File::create(&src_tgz).unwrap());
+    let m = baker::archive::Mode::Regular;
+    w.add_dir("hello-1.0/").unwrap();
+    w.add_bytes(
+        "hello-1.0/go.mod",
+        m,
+        b"module example.invalid/hello\n\ngo 1.19\n",
+    )
+    .unwrap();
+    w.add_dir("hello-1.0/vendor/").unwrap();
+    w.add_bytes("hello-1.0/vendor/modules.txt", m, b"").unwrap();
+    w.add_dir("hello-1.0/main/").unwrap();
+    w.add_bytes(
+        "hello-1.0/main/main.go",
+        m,
+        b"package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hello\") }\n",
+    )
+    .unwrap();
+    w.finish().unwrap();
+    fs::write(
+        p.root.join("files/greeting.patch"),
+        "--- a/main/main.go\n+++ b/main/main.go\n@@ -2,4 +2,4 @@\n \n import \"fmt\"\n \n-func main() { fmt.Println(\"hello\") }\n+func main() { fmt.Println(\"patched hello\") }\n",
+    )
+    .unwrap();
+    let text = RECIPE.to_string()
+        + r#"
+  - name: hello
+    kind: go-build
+    source: {blob: hello-src}
+    package: ./main
+    patches: [files/greeting.patch]
+    install: /usr/local/bin/hello
+"#;
+    fs::write(p.root.join("recipe.yml"), text).unwrap();
+    let recipe_path = p.root.join("recipe.yml");
+    let recipe = StemcellRecipe::load(&recipe_path).unwrap();
+    let opts = BakeOptions {
+        recipe_path,
+        project_root: p.root.clone(),
+        cache_dir: p.cache.clone(),
+        out_dir: p.root.join("out"),
+        from: None,
+    };
+    let blobs = LocalBlobs(vec![("hello-src".into(), src_tgz)]);
+    let report = bake::bake(&recipe, &opts, &blobs).unwrap();
+    assert_eq!(report.ran(), ["base", "early", "late", "hello"]);
+    let out = p.root.join("restored");
+    bake::cache::restore(&entry_of(&p, &report, "hello").join("rootfs.tar.zst"), &out).unwrap();
+    let bin = out.join("usr/local/bin/hello");
+    let info = std::process::Command::new("go")
+        .args(["version", "-m"])
+        .arg(&bin)
+        .output()
+        .unwrap();
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        info.contains("GOARM=6") && info.contains("CGO_ENABLED=0"),
+        "{info}"
+    );
+    let run = std::process::Command::new("qemu-arm-static")
+        .args(["-cpu", "arm1176"])
+        .arg(&bin)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "patched hello\n");
+}
