@@ -37,8 +37,9 @@ pub fn pack(input: PackInput, dest: &Path) -> Result<Manifest, StemcellError> {
     let mf = manifest.to_yaml();
 
     let out = AtomicFile::create(dest).map_err(io(dest))?;
-    // `image` is already compressed: the outer gzip only has to be valid, not small
-    let mut tgz = TarGzWriter::with_level(out, Compression::fast());
+    // `image` is already compressed: stored deflate blocks keep the outer gzip valid
+    // without spending CPU on compressing it again
+    let mut tgz = TarGzWriter::with_level(out, Compression::none());
     tgz.add_bytes("stemcell.MF", Mode::Regular, mf.as_bytes())
         .map_err(io(dest))?;
     tgz.add_bytes("packages.txt", Mode::Regular, input.packages_txt)
