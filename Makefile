@@ -37,6 +37,7 @@ bench:
 	@bash $(PREREQS) bench
 	bash scripts/bench-release.sh
 	bash scripts/bench-audit.sh
+	bash scripts/bench-powerd.sh
 
 powerd-aarch64:
 	@bash $(PREREQS) cross

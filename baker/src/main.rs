@@ -45,6 +45,8 @@ enum Command {
     },
     /// Check every archive digest and every recomputable fingerprint of a release.
     VerifyRelease { release: PathBuf },
+    /// Boot an image under qemu-system-arm (Pi Zero) and check that init starts the agent
+    BootCheck(baker::bootcheck::cli::BootCheckArgs),
     /// Write a synthetic release (benchmarks).
     #[command(hide = true)]
     SynthRelease {
@@ -76,6 +78,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::InspectStemcell { file, json } => cmd::stemcell::inspect(&file, json)?,
         Command::InspectRelease { release, json } => cmd::release::inspect(&release, json)?,
         Command::VerifyRelease { release } => cmd::release::verify(&release)?,
+        Command::BootCheck(args) => {
+            baker::bootcheck::cli::run(&args)?;
+            String::new()
+        }
         Command::SynthRelease {
             out,
             packages,

@@ -318,7 +318,7 @@ fn corrupt_cache_entry_is_detected_and_refetched() {
 }
 
 #[test]
-fn cache_dir_comes_from_the_environment() {
+fn missing_lock_file_is_named() {
     let cache = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_baker"))
         .args(["fetch", "--lock"])
@@ -410,18 +410,19 @@ fn cli_fetch_uses_the_mirror_from_flag_or_environment() {
     let lock_path = dir.path().join("blobs.lock");
     lock.save(&lock_path).unwrap();
 
+    // flags; then PIFOUNDRY_MIRROR + PIFOUNDRY_CACHE_DIR; then XDG_CACHE_HOME
     for (i, via_env) in [false, true].into_iter().enumerate() {
+        let cache = dir.path().join(format!("cache{i}"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_baker"));
-        cmd.arg("fetch")
-            .arg("--lock")
-            .arg(&lock_path)
-            .arg("--cache-dir")
-            .arg(dir.path().join(format!("cache{i}")));
+        cmd.arg("fetch").arg("--lock").arg(&lock_path);
         if via_env {
-            cmd.env("PIFOUNDRY_MIRROR", &mirror);
+            cmd.env("PIFOUNDRY_MIRROR", &mirror)
+                .env("PIFOUNDRY_CACHE_DIR", &cache);
         } else {
             cmd.arg("--mirror")
                 .arg(&mirror)
+                .arg("--cache-dir")
+                .arg(&cache)
                 .env_remove("PIFOUNDRY_MIRROR");
         }
         let out = cmd.output().unwrap();
@@ -435,5 +436,33 @@ fn cli_fetch_uses_the_mirror_from_flag_or_environment() {
             stdout.starts_with("airgapped\t") && stdout.contains(&hex),
             "{stdout}"
         );
+        assert!(
+            cache
+                .join("blobs/sha256")
+                .join(&hex[..2])
+                .join(&hex)
+                .is_file()
+        );
     }
+    let xdg = dir.path().join("xdg");
+    let out = Command::new(env!("CARGO_BIN_EXE_baker"))
+        .arg("fetch")
+        .arg("--lock")
+        .arg(&lock_path)
+        .env("PIFOUNDRY_MIRROR", &mirror)
+        .env_remove("PIFOUNDRY_CACHE_DIR")
+        .env("XDG_CACHE_HOME", &xdg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        xdg.join("pifoundry/blobs/sha256")
+            .join(&hex[..2])
+            .join(&hex)
+            .is_file()
+    );
 }

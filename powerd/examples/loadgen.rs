@@ -1,9 +1,10 @@
 //! A loopback load generator for powerd (used by scripts/bench-powerd.sh): N concurrent
 //! keep-alive clients issue requests until a count or a time limit is reached, then
-//! requests/s and latency percentiles are printed as one line of JSON.
+//! requests/s and latency percentiles are printed as one line, against the targets.
 //!
 //!   loadgen --url http://127.0.0.1:9750 --token T --mode get|power [--concurrency 16]
 //!           [--requests 20000] [--seconds 10] [--outlets a,b,c]
+//!           [--target-rps 2000] [--target-p99-ms 10]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,6 +23,8 @@ struct Args {
     requests: usize,
     seconds: u64,
     outlets: Vec<String>,
+    target_rps: f64,
+    target_p99_ms: f64,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -33,6 +36,8 @@ fn args() -> anyhow::Result<Args> {
         requests: 20_000,
         seconds: 10,
         outlets: vec![],
+        target_rps: 2000.0,
+        target_p99_ms: 10.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -45,6 +50,8 @@ fn args() -> anyhow::Result<Args> {
             "--requests" => a.requests = value.parse()?,
             "--seconds" => a.seconds = value.parse()?,
             "--outlets" => a.outlets = value.split(',').map(str::to_string).collect(),
+            "--target-rps" => a.target_rps = value.parse()?,
+            "--target-p99-ms" => a.target_p99_ms = value.parse()?,
             _ => bail!("unknown flag {flag}"),
         }
     }
@@ -112,18 +119,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .get(((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1))
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     };
+    let rps = latencies.len() as f64 / elapsed.as_secs_f64();
+    let (p50, p99, max) = (pct(0.50), pct(0.99), pct(1.0));
+    let name = match args.mode.as_str() {
+        "get" => "GET /v1/outlets",
+        _ => "PUT /v1/outlets/{id}/power",
+    };
+    let ok = rps >= args.target_rps && p99 <= args.target_p99_ms && errors == 0;
     println!(
-        "{}",
-        json!({
-            "mode": args.mode,
-            "ok": latencies.len(),
-            "errors": errors,
-            "seconds": elapsed.as_secs_f64(),
-            "rps": latencies.len() as f64 / elapsed.as_secs_f64(),
-            "p50_ms": pct(0.50),
-            "p99_ms": pct(0.99),
-            "max_ms": pct(1.0),
-        })
+        "{name:<28} {rps:>8.0} req/s ({:.1}x the {} target)  p50 {p50:.2} ms  p99 {p99:.2} ms ({:.1}x under {} ms)  max {max:.1} ms  n={} errors={errors}  {}",
+        rps / args.target_rps,
+        args.target_rps,
+        args.target_p99_ms / p99.max(1e-9),
+        args.target_p99_ms,
+        latencies.len(),
+        if ok { "ok" } else { "MISSED TARGET" },
     );
     Ok(())
 }

@@ -14,10 +14,10 @@ pub const MIN_TOKEN_LEN: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}:{line}: {message}")]
     Bad {
@@ -64,9 +64,9 @@ fn digest(secret: &[u8]) -> [u8; 32] {
 
 impl Auth {
     pub fn load(path: &Path, open_reads: bool) -> Result<Auth, AuthError> {
-        let text = std::fs::read_to_string(path).map_err(|source| AuthError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| AuthError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let bad = |line: usize, message: String| AuthError::Bad {
             path: path.to_path_buf(),
@@ -160,9 +160,9 @@ impl Auth {
 
 /// The token a client presents: the first one in a token file (same format as the daemon's).
 pub fn client_token(path: &Path) -> Result<String, AuthError> {
-    let text = std::fs::read_to_string(path).map_err(|source| AuthError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| AuthError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     text.lines()
         .map(str::trim)

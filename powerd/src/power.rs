@@ -37,13 +37,10 @@ impl Action {
 pub enum PowerError {
     #[error("no outlet {0:?}")]
     UnknownOutlet(String),
-    #[error("outlet {outlet}: {source}")]
-    Backend {
-        outlet: String,
-        source: BackendError,
-    },
-    #[error("outlet {outlet}: switched, but the state was not saved: {source}")]
-    State { outlet: String, source: StateError },
+    #[error("outlet {outlet}: {error}")]
+    Backend { outlet: String, error: BackendError },
+    #[error("outlet {outlet}: switched, but the state was not saved: {error}")]
+    State { outlet: String, error: StateError },
 }
 
 /// What the API shows of an outlet.
@@ -143,9 +140,9 @@ impl Power {
             let (backend, state) =
                 outlet::open(oc, start, sim)
                     .await
-                    .map_err(|source| PowerError::Backend {
+                    .map_err(|error| PowerError::Backend {
                         outlet: oc.id.clone(),
-                        source,
+                        error,
                     })?;
             if desired == Some(PowerState::On) && state == PowerState::Off {
                 to_switch_on.push(power.outlets.len());
@@ -257,12 +254,12 @@ impl Power {
     }
 
     async fn switch(&self, o: &Outlet, state: PowerState) -> Result<(), PowerError> {
-        o.backend.set(state).await.map_err(|source| {
+        o.backend.set(state).await.map_err(|error| {
             self.metrics.error("backend_failed");
-            tracing::error!(outlet = %o.cfg.id, %state, error = %source, "switch failed");
+            tracing::error!(outlet = %o.cfg.id, %state, error = %error, "switch failed");
             PowerError::Backend {
                 outlet: o.cfg.id.clone(),
-                source,
+                error,
             }
         })
     }
@@ -288,11 +285,11 @@ impl Power {
             .store
             .record(&o.cfg.id, state, who, action)
             .await
-            .map_err(|source| {
+            .map_err(|error| {
                 self.metrics.error("state_not_saved");
                 PowerError::State {
                     outlet: o.cfg.id.clone(),
-                    source,
+                    error,
                 }
             })?;
         o.status.write().unwrap_or_else(|e| e.into_inner()).1 = Some(record);

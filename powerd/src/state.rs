@@ -20,10 +20,10 @@ const VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: not a powerd state file: {message}")]
     Corrupt { path: PathBuf, message: String },
@@ -66,7 +66,7 @@ impl Store {
     pub fn open(path: &Path, audit_path: &Path) -> Result<Store, StateError> {
         let io = |p: &Path| {
             let p = p.to_path_buf();
-            move |source| StateError::Io { path: p, source }
+            move |error| StateError::Io { path: p, error }
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
@@ -157,9 +157,9 @@ impl Store {
             tokio::task::spawn_blocking(move || write_atomic(&path, &bytes))
                 .await
                 .expect("state writer panicked")
-                .map_err(|source| StateError::Io {
+                .map_err(|error| StateError::Io {
                     path: self.path.clone(),
-                    source,
+                    error,
                 })?;
             *persisted = generation;
         }
@@ -179,9 +179,9 @@ impl Store {
         line.push('\n');
         let mut f = self.audit.lock().unwrap_or_else(|e| e.into_inner());
         f.write_all(line.as_bytes())
-            .map_err(|source| StateError::Io {
+            .map_err(|error| StateError::Io {
                 path: self.audit_path.clone(),
-                source,
+                error,
             })
     }
 }

@@ -33,6 +33,10 @@ pub struct ElfInfo {
     pub abi: Option<String>,
     /// ARM only: Tag_CPU_arch from the aeabi attributes.
     pub cpu_arch: Option<u64>,
+    /// ARM only: Tag_FP_arch (2 = VFPv2, the ARM1176's; 3+ = VFPv3 and later).
+    pub fp_arch: Option<u64>,
+    /// ARM only: Tag_Advanced_SIMD_arch (1+ = NEON).
+    pub simd_arch: Option<u64>,
     pub go: Option<GoInfo>,
     /// False when only the ELF header was read (file over the size cap or unparsable).
     pub sections_read: bool,
@@ -83,6 +87,22 @@ pub fn cpu_arch_name(v: u64) -> &'static str {
         "v9-A",
     ];
     NAMES.get(v as usize).copied().unwrap_or("unknown")
+}
+
+/// Tag_FP_arch values.
+pub fn fp_arch_name(v: u64) -> &'static str {
+    const NAMES: [&str; 9] = [
+        "none",
+        "VFPv1",
+        "VFPv2",
+        "VFPv3",
+        "VFPv3-D16",
+        "VFPv4",
+        "VFPv4-D16",
+        "FP-ARMv8",
+        "FP-ARMv8-D16",
+    ];
+    NAMES.get(v as usize).copied().unwrap_or("unknown FP")
 }
 
 /// Levels an ARM1176 (ARMv6KZ, ARM state + Thumb-1) executes: everything up to v6KZ and v6K.
@@ -141,6 +161,8 @@ pub fn classify_header(head: &[u8]) -> Option<ElfInfo> {
         big_endian,
         abi: None,
         cpu_arch: None,
+        fp_arch: None,
+        simd_arch: None,
         go: None,
         sections_read: false,
     };
@@ -181,6 +203,8 @@ pub fn classify(data: &[u8]) -> Option<ElfInfo> {
             .map(|d| parse_arm_attributes(d, info.big_endian))
             .unwrap_or_default();
         info.cpu_arch = attrs.cpu_arch;
+        info.fp_arch = attrs.fp_arch;
+        info.simd_arch = attrs.simd_arch;
         let hard = float_abi_from_flags(e_flags) == "armhf" || attrs.vfp_args == Some(1);
         info.abi = Some(if hard { "armhf" } else { "armel" }.into());
     }
@@ -202,11 +226,15 @@ pub fn classify(data: &[u8]) -> Option<ElfInfo> {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ArmAttributes {
     pub cpu_arch: Option<u64>,
+    pub fp_arch: Option<u64>,
+    pub simd_arch: Option<u64>,
     pub vfp_args: Option<u64>,
 }
 
 const TAG_FILE: u64 = 1;
 const TAG_CPU_ARCH: u64 = 6;
+const TAG_FP_ARCH: u64 = 10;
+const TAG_ADVANCED_SIMD_ARCH: u64 = 12;
 const TAG_ABI_VFP_ARGS: u64 = 28;
 
 /// Parses the public `aeabi` subsection of `.ARM.attributes`: a format-version byte `A`, then
@@ -271,6 +299,8 @@ fn parse_attribute_list(d: &[u8], out: &mut ArmAttributes) {
             let Some(v) = uleb(d, &mut p) else { return };
             match tag {
                 TAG_CPU_ARCH => out.cpu_arch = Some(v),
+                TAG_FP_ARCH => out.fp_arch = Some(v),
+                TAG_ADVANCED_SIMD_ARCH => out.simd_arch = Some(v),
                 TAG_ABI_VFP_ARGS => out.vfp_args = Some(v),
                 _ => {}
             }
@@ -370,7 +400,8 @@ mod tests {
             parse_arm_attributes(&s, false),
             ArmAttributes {
                 cpu_arch: Some(7),
-                vfp_args: Some(1)
+                vfp_args: Some(1),
+                ..ArmAttributes::default()
             }
         );
     }

@@ -2,10 +2,10 @@
 //! on the target Pi.
 //!
 //! Every ELF file is classified ([`elf::ElfInfo`]) and judged against the [`Target`]:
-//! - `armv6l` (ARM1176, Pi Zero/1): anything not 32-bit little-endian ARM is an error; ARM
-//!   code whose Tag_CPU_arch is above v6KZ/v6K (v6T2, v7, v8, M-profiles) is an error; Go with
-//!   GOARCH≠arm or GOARM≥7 is an error. armhf is fine on its own (Raspbian is armhf for v6),
-//!   but armhf built for v7 (Debian armhf) fails the level check.
+//! - `armv6l` (ARM1176, Pi Zero/1): anything not 32-bit little-endian ARM is an error; so is
+//!   ARM code whose Tag_CPU_arch is above v6KZ/v6K (v6T2, v7, v8, M-profiles) or that needs
+//!   more than VFPv2 or any NEON, and Go with GOARCH≠arm or GOARM≥7. armhf is fine on its own
+//!   (Raspbian is armhf for v6), but armhf built for v7 (Debian armhf) fails the level check.
 //! - `arm64`: anything not AArch64 is an error; Go with GOARCH≠arm64 is an error.
 //!
 //! Archives that are corrupt, truncated or unsafe are errors: they may hide code the audit did
@@ -183,16 +183,13 @@ impl walk::Sink for AuditReport {
                 "ELF magic but unreadable header".to_string(),
             ),
         };
-        if severity == Severity::Error && is_test_data(path) {
+        if severity == Severity::Error
+            && let Some(other) = go_object_for_other_platform(path, self.target)
+        {
             severity = Severity::Warning;
-            message = format!("test data, never executed: {message}");
+            message = format!("Go object for {other}, never linked for {}", self.target);
         }
-        self.findings.push(Finding {
-            path: path.to_string(),
-            severity,
-            elf: info,
-            message,
-        });
+        self.push(path, severity, info, message);
     }
 
     fn archive(&mut self, _path: &str) {
@@ -200,29 +197,81 @@ impl walk::Sink for AuditReport {
     }
 
     fn unreadable(&mut self, path: &str, why: String) {
-        self.findings.push(Finding {
-            path: path.to_string(),
-            severity: Severity::Error,
-            elf: None,
-            message: format!("unreadable, not inspected: {why}"),
-        });
+        let message = format!("unreadable, not inspected: {why}");
+        self.push(path, Severity::Error, None, message);
     }
 
     fn skipped(&mut self, path: &str, why: String) {
+        self.push(path, Severity::Warning, None, why);
+    }
+}
+
+impl AuditReport {
+    /// Records a finding; errors under `testdata/` are downgraded (see [`is_test_data`]).
+    fn push(&mut self, path: &str, severity: Severity, elf: Option<ElfInfo>, message: String) {
+        let (severity, message) = if severity == Severity::Error && is_test_data(path) {
+            (
+                Severity::Warning,
+                format!("test data, never executed: {message}"),
+            )
+        } else {
+            (severity, message)
+        };
         self.findings.push(Finding {
             path: path.to_string(),
-            severity: Severity::Warning,
-            elf: None,
-            message: why,
+            severity,
+            elf,
+            message,
         });
     }
 }
 
-/// Toolchains ship foreign ELF files as parser fixtures (Go: `src/debug/elf/testdata/`); they
-/// are data, so they warn instead of failing the audit. Only the innermost member counts.
+/// Toolchains ship foreign ELF files and broken archives as parser fixtures (Go:
+/// `src/debug/elf/testdata/`, `src/archive/tar/testdata/`); they are data, so they warn instead
+/// of failing the audit. A `testdata` directory anywhere in the path counts: whatever is
+/// inside an archive kept under `testdata/` is test data too.
 fn is_test_data(path: &str) -> bool {
-    let member = path.rsplit("!/").next().unwrap_or(path);
-    member.split('/').any(|c| c == "testdata")
+    path.split(['/', '!']).any(|c| c == "testdata")
+}
+
+const GOOS: &[&str] = &[
+    "aix",
+    "android",
+    "darwin",
+    "dragonfly",
+    "freebsd",
+    "hurd",
+    "illumos",
+    "ios",
+    "js",
+    "linux",
+    "netbsd",
+    "openbsd",
+    "plan9",
+    "solaris",
+    "wasip1",
+    "windows",
+    "zos",
+];
+const GOARCH: &[&str] = &[
+    "386", "amd64", "arm", "arm64", "loong64", "mips", "mips64", "mips64le", "mipsle", "ppc64",
+    "ppc64le", "riscv64", "s390x", "wasm",
+];
+
+/// Go links a `.syso` object only when its file-name constraint (`x_GOOS_GOARCH.syso`,
+/// `x_GOARCH.syso`) matches the build, so Go source trees carry objects for every platform
+/// (`src/runtime/race/race_linux_amd64.syso`). Returns the platform when it is not the target's.
+fn go_object_for_other_platform(path: &str, target: Target) -> Option<String> {
+    let name = path.rsplit(['/', '!']).next()?.strip_suffix(".syso")?;
+    let mut parts = name.rsplit('_');
+    let arch = parts.next().filter(|a| GOARCH.contains(a))?;
+    let os = parts.next().filter(|o| GOOS.contains(o));
+    let want = match target {
+        Target::Armv6l => "arm",
+        Target::Arm64 => "arm64",
+    };
+    let platform = os.map_or(arch.to_string(), |os| format!("{os}/{arch}"));
+    (arch != want || os.is_some_and(|os| os != "linux")).then_some(platform)
 }
 
 /// The policy: can this binary run on the target?
@@ -270,6 +319,23 @@ pub fn judge(info: &ElfInfo, target: Target, header_only: bool) -> (Severity, St
                     }
                     _ => {}
                 }
+            }
+            // The ARM1176 has VFPv2 and no NEON.
+            let mut needs = Vec::new();
+            if let Some(fp) = info.fp_arch.filter(|&fp| fp > 2) {
+                needs.push(format!("{} floating point", elf::fp_arch_name(fp)));
+            }
+            if info.simd_arch.is_some_and(|s| s > 0) {
+                needs.push("NEON".to_string());
+            }
+            if !needs.is_empty() {
+                return (
+                    Error,
+                    format!(
+                        "needs {}; ARM1176 has VFPv2 and no NEON",
+                        needs.join(" and ")
+                    ),
+                );
             }
             match info.cpu_arch {
                 Some(v) if !elf::runs_on_armv6(v) => {
@@ -368,6 +434,19 @@ impl AuditReport {
     }
 }
 
+/// `v6`, `v6 VFPv3`, `v7 VFPv3-D16 NEON`: what the code needs beyond the baseline.
+fn arm_level(e: &ElfInfo) -> Option<String> {
+    let mut s = e.cpu_arch_name()?.to_string();
+    if let Some(fp) = e.fp_arch.filter(|&fp| fp > 2) {
+        s.push(' ');
+        s.push_str(elf::fp_arch_name(fp));
+    }
+    if e.simd_arch.is_some_and(|v| v > 0) {
+        s.push_str(" NEON");
+    }
+    Some(s)
+}
+
 fn row(f: &Finding) -> [String; 7] {
     let dash = || "-".to_string();
     let (machine, abi, arm, go) = match &f.elf {
@@ -379,7 +458,7 @@ fn row(f: &Finding) -> [String; 7] {
                 if e.big_endian { "be" } else { "" }
             ),
             e.abi.clone().unwrap_or_else(dash),
-            e.cpu_arch_name().map(String::from).unwrap_or_else(dash),
+            arm_level(e).unwrap_or_else(dash),
             e.go.as_ref().map_or_else(dash, |g| {
                 let mut s = g.goarch.clone().unwrap_or_else(|| "go".into());
                 if let Some(v) = g.goarm {

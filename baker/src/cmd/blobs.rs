@@ -8,13 +8,33 @@ use clap::{Args, Subcommand};
 use crate::fetch::{FetchOptions, Fetcher};
 use crate::lock::{self, Arch, Lock, LockEntry};
 
-/// Where blobs are cached and fetched from.
+/// Where blobs are cached.
 #[derive(Args, Debug, Clone)]
-pub struct FetchArgs {
+pub struct CacheArgs {
     /// Cache root (default: $PIFOUNDRY_CACHE_DIR, else $XDG_CACHE_HOME/pifoundry); blobs live
     /// in <cache-dir>/blobs/sha256/ab/abcd…
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Extra attempts after a transient network failure
+    #[arg(long, default_value_t = 4)]
+    pub retries: u32,
+}
+
+impl CacheArgs {
+    fn options(&self) -> FetchOptions {
+        FetchOptions {
+            cache_dir: self.cache_dir.clone(),
+            retries: self.retries,
+            ..FetchOptions::default()
+        }
+    }
+}
+
+/// Where blobs are cached and fetched from.
+#[derive(Args, Debug, Clone)]
+pub struct FetchArgs {
+    #[command(flatten)]
+    pub cache: CacheArgs,
     /// Fetch by sha256 from DIR or URL instead of the lock URLs (also $PIFOUNDRY_MIRROR);
     /// layout <mirror>/sha256/<hex> or <mirror>/sha256/<hex[..2]>/<hex>
     #[arg(long, value_name = "DIR|URL")]
@@ -22,20 +42,16 @@ pub struct FetchArgs {
     /// Parallel downloads
     #[arg(long, short = 'j', default_value_t = 4)]
     pub jobs: usize,
-    /// Extra attempts after a transient network failure
-    #[arg(long, default_value_t = 4)]
-    pub retries: u32,
 }
 
 impl FetchArgs {
     pub fn options(&self) -> FetchOptions {
-        let mut o = FetchOptions::from_env();
-        o.cache_dir = self.cache_dir.clone();
-        if self.mirror.is_some() {
-            o.mirror = self.mirror.clone();
-        }
+        let mut o = self.cache.options();
+        o.mirror = self
+            .mirror
+            .clone()
+            .or_else(|| FetchOptions::from_env().mirror);
         o.jobs = self.jobs;
-        o.retries = self.retries;
         o
     }
 }
@@ -44,7 +60,9 @@ impl FetchArgs {
 pub enum LockCommand {
     /// Download URL, record its sha256 and size under KEY
     Add {
+        /// Name for the blob in recipes (letters, digits, . _ + -)
         key: String,
+        /// Where to download it: file://, http:// or https://
         url: String,
         /// What the blob runs on: armv6l, arm64, amd64 or any
         #[arg(long, default_value = "any")]
@@ -56,7 +74,7 @@ pub enum LockCommand {
         #[arg(long)]
         force: bool,
         #[command(flatten)]
-        fetch: FetchArgs,
+        cache: CacheArgs,
     },
 }
 
@@ -88,7 +106,7 @@ pub fn lock(args: LockArgs) -> Result<()> {
             arch,
             replaces,
             force,
-            fetch,
+            cache,
         } => {
             lock::valid_key(&key).map_err(anyhow::Error::msg)?;
             let mut lock = Lock::load_or_empty(&args.lock)?;
@@ -98,10 +116,8 @@ pub fn lock(args: LockArgs) -> Result<()> {
                     args.lock.display()
                 );
             }
-            let mut opts = fetch.options();
-            // lock add downloads from the URL given, never from a mirror
-            opts.mirror = None;
-            let fetcher = Fetcher::new(opts)?;
+            // from the URL given, never from a mirror: this is where a pin comes from
+            let fetcher = Fetcher::new(cache.options())?;
             let got = fetcher.fetch_new(&key, &url)?;
             lock.insert(LockEntry {
                 key: key.clone(),

@@ -295,8 +295,11 @@ pub struct ImageStage {
     pub size_mib: u64,
     #[serde(default = "default_boot_mib")]
     pub boot_mib: u64,
-    /// Fixed ext4 UUID (and hash seed) so two bakes give the same bytes.
+    /// Fixed ext4 UUID so two bakes give the same bytes.
     pub root_uuid: String,
+    /// ext4 directory hash seed (a UUID); defaults to `root_uuid`.
+    #[serde(default)]
+    pub hash_seed: Option<String>,
     /// Fixed FAT volume id (8 hex digits).
     pub boot_volume_id: String,
     /// MBR disk identifier (8 hex digits).

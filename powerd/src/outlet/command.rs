@@ -50,9 +50,9 @@ impl CommandOutlet {
             .process_group(0)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|source| BackendError::Spawn {
+            .map_err(|error| BackendError::Spawn {
                 command: command.to_string(),
-                source,
+                error,
             })?;
         let mut stdout = child.stdout.take().expect("piped stdout");
         let mut stderr = child.stderr.take().expect("piped stderr");
@@ -67,9 +67,9 @@ impl CommandOutlet {
             o.and(e).and(status.map(|s| (s, out, err)))
         };
         let (status, out, err) = match tokio::time::timeout(self.timeout, work).await {
-            Ok(done) => done.map_err(|source| BackendError::Spawn {
+            Ok(done) => done.map_err(|error| BackendError::Spawn {
                 command: command.to_string(),
-                source,
+                error,
             })?,
             Err(_) => {
                 if let Some(pid) = pid {

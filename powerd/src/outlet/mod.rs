@@ -47,10 +47,10 @@ pub enum BackendError {
     GpioUnsupported(&'static str),
     #[error("GPIO {pin}: {message}")]
     Gpio { pin: u8, message: String },
-    #[error("command `{command}` could not be started: {source}")]
+    #[error("command `{command}` could not be started: {error}")]
     Spawn {
         command: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("command `{command}` timed out after {timeout:?} and was killed")]
     Timeout {

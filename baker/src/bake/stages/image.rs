@@ -1,16 +1,14 @@
 //! `image`: make the root file system reproducible, lay out the boot files (also in
 //! `<out>/boot/` for the QEMU boot check) and write `<out>/root.img`.
 //!
-//! The disk image itself belongs to `crate::image` (FAT32 boot + ext4 root, file-based);
-//! until that lands, `provisional_image` below builds the same layout with the tools
-//! build-machine.md §6 describes.
+//! The disk image itself is `crate::image` (MBR, FAT32 boot + ext4 root, file-based,
+//! reproducible).
 
+use crate::bake::{BakeError, Ctx};
+use crate::image::{ImageSpec, MIB, build_disk_image};
+use crate::recipe::stemcell::ImageStage;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use crate::bake::{BakeError, Ctx, run_logged};
-use crate::recipe::stemcell::ImageStage;
 
 pub fn run(s: &ImageStage, ctx: &mut Ctx) -> Result<(), BakeError> {
     let epoch = ctx.recipe.source_date_epoch();
@@ -30,7 +28,7 @@ pub fn run(s: &ImageStage, ctx: &mut Ctx) -> Result<(), BakeError> {
     clamp_mtimes(&bootfs, epoch)?;
     export_boot(ctx.rootfs, &bootfs, &ctx.out.join("boot"))?;
     let img = ctx.out.join("root.img");
-    provisional_image(s, ctx, &bootfs, &img, epoch)
+    build_image(s, ctx, &bootfs, &img, epoch)
 }
 
 /// `<out>/audit.txt`: every ELF in the root and whether the target CPU can run it. Not a
@@ -171,59 +169,23 @@ fn glob_dirs(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     v
 }
 
-/// Stand-in for `crate::image`: MBR, bootable FAT32 at sector 8192, ext4 root after it.
-fn provisional_image(
+fn build_image(
     s: &ImageStage,
     ctx: &Ctx,
     bootfs: &Path,
     img: &Path,
     epoch: u64,
 ) -> Result<(), BakeError> {
-    let tmp = ctx.work.join("root.img");
-    let _ = fs::remove_file(&tmp);
-    let sector = 512u64;
-    let boot_start = 8192u64;
-    let boot_sectors = s.boot_mib * 1024 * 1024 / sector;
-    let root_start = boot_start + boot_sectors;
-    let total = s.size_mib * 1024 * 1024 / sector;
-    let f = fs::File::create(&tmp).map_err(|e| BakeError::io(&tmp, e))?;
-    f.set_len(total * sector)
-        .map_err(|e| BakeError::io(&tmp, e))?;
-    drop(f);
-    let log = &ctx.log;
-    let sh = |script: &str| {
-        let mut c = Command::new("sh");
-        c.args(["-ec", script])
-            .env("SOURCE_DATE_EPOCH", epoch.to_string())
-            .env("E2FSPROGS_FAKE_TIME", epoch.to_string())
-            .env("IMG", &tmp)
-            .env("BOOTFS", bootfs)
-            .env("ROOTFS", ctx.rootfs);
-        run_logged(&mut c, log)
-    };
-    sh(&format!(
-        "printf 'label: dos\\nlabel-id: 0x{id}\\nunit: sectors\\nstart={boot_start}, size={boot_sectors}, type=c, bootable\\nstart={root_start}, type=83\\n' | sfdisk -q \"$IMG\"",
-        id = s.disk_id
-    ))?;
-    sh(&format!(
-        "mkfs.vfat -F 32 -s 1 -n BOOT -i {vol} --invariant --offset {boot_start} \"$IMG\" {blocks}",
-        vol = s.boot_volume_id,
-        blocks = boot_sectors / 2
-    ))?;
-    if fs::read_dir(bootfs)
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(false)
-    {
-        sh(&format!(
-            "cd \"$BOOTFS\" && mcopy -s -m -i \"$IMG\"@@{off} $(ls -A | LC_ALL=C sort) ::/",
-            off = boot_start * sector
-        ))?;
-    }
-    sh(&format!(
-        "mke2fs -q -t ext4 -L rootfs -U {uuid} -E hash_seed={uuid},offset={off} -d \"$ROOTFS\" -F \"$IMG\" {kib}k",
-        uuid = s.root_uuid,
-        off = root_start * sector,
-        kib = (total - root_start) / 2
-    ))?;
-    fs::rename(&tmp, img).map_err(|e| BakeError::io(img, e))
+    let mut spec = ImageSpec::new(ctx.rootfs, bootfs);
+    spec.total_size = s.size_mib * MIB;
+    spec.boot_size = s.boot_mib * MIB;
+    spec.root_uuid = s.root_uuid.clone();
+    spec.hash_seed = s.hash_seed.clone().unwrap_or_else(|| s.root_uuid.clone());
+    spec.boot_volume_id = u32::from_str_radix(&s.boot_volume_id, 16)
+        .map_err(|e| BakeError::msg(format!("boot_volume_id: {e}")))?;
+    spec.disk_id =
+        u32::from_str_radix(&s.disk_id, 16).map_err(|e| BakeError::msg(format!("disk_id: {e}")))?;
+    spec.source_date_epoch = epoch;
+    build_disk_image(&spec, img).map_err(|e| BakeError::msg(e.to_string()))?;
+    Ok(())
 }

@@ -1,0 +1,180 @@
+//! Expect-style driving of a guest's serial console over QEMU's stdio: a reader thread
+//! copies every byte to an optional log file and to the checker, which waits for text with
+//! a deadline, types lines, and notices when QEMU exits.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::process::{ChildStdin, ChildStdout};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::BootError;
+
+/// Console text the kernel prints when the guest is beyond saving.
+const FATAL: &[&str] = &[
+    "Kernel panic - not syncing",
+    "Reboot failed -- System halted",
+];
+
+pub struct Console {
+    input: Option<ChildStdin>,
+    chunks: Receiver<Vec<u8>>,
+    /// Everything seen so far, `\r` removed.
+    text: String,
+    closed: bool,
+    last_output: Instant,
+    /// Silence longer than this is a stalled guest.
+    stall: Duration,
+}
+
+impl Console {
+    pub(super) fn attach(
+        stdout: ChildStdout,
+        stdin: ChildStdin,
+        log: Option<File>,
+        stall: Duration,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut stdout = stdout;
+            let mut log = log;
+            let mut buf = [0u8; 4096];
+            loop {
+                match stdout.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if let Some(f) = log.as_mut() {
+                            let _ = f.write_all(&buf[..n]);
+                        }
+                        if tx.send(buf[..n].to_vec()).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Self {
+            input: Some(stdin),
+            chunks: rx,
+            text: String::new(),
+            closed: false,
+            last_output: Instant::now(),
+            stall,
+        }
+    }
+
+    /// All console output so far.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether `needle` has appeared anywhere on the console so far.
+    pub fn seen(&self, needle: &str) -> bool {
+        self.text.contains(needle)
+    }
+
+    /// Waits until `needle` has appeared (at any time since boot) and returns the whole
+    /// line it is on. Fails on the deadline, when QEMU closes the console, or at a panic.
+    pub fn wait_for(&mut self, needle: &str, deadline: Instant) -> Result<String, BootError> {
+        loop {
+            if let Some(pos) = self.text.find(needle) {
+                let start = self.text[..pos].rfind('\n').map_or(0, |i| i + 1);
+                // the line may still be arriving: give it until its newline or a moment
+                let end_wait = Instant::now() + std::time::Duration::from_millis(300);
+                while !self.text[pos..].contains('\n') && !self.closed && Instant::now() < end_wait
+                {
+                    self.pump(end_wait.min(deadline));
+                }
+                let end = self.text[pos..]
+                    .find('\n')
+                    .map_or(self.text.len(), |i| pos + i);
+                return Ok(self.text[start..end].trim_end().to_owned());
+            }
+            if let Some(line) = self
+                .text
+                .lines()
+                .find(|l| FATAL.iter().any(|f| l.contains(f)))
+            {
+                return Err(BootError::Guest {
+                    waiting_for: needle.to_owned(),
+                    what: line.trim().to_owned(),
+                    tail: self.tail(),
+                });
+            }
+            if self.closed {
+                return Err(BootError::ConsoleClosed {
+                    waiting_for: needle.to_owned(),
+                    tail: self.tail(),
+                });
+            }
+            if Instant::now() >= deadline {
+                return Err(BootError::Timeout {
+                    waiting_for: needle.to_owned(),
+                    tail: self.tail(),
+                });
+            }
+            if self.last_output.elapsed() >= self.stall {
+                return Err(BootError::Stalled {
+                    waiting_for: needle.to_owned(),
+                    secs: self.stall.as_secs(),
+                    tail: self.tail(),
+                });
+            }
+            self.pump(deadline.min(self.last_output + self.stall));
+        }
+    }
+
+    /// Types `line` and a newline on the guest console.
+    pub fn send_line(&mut self, line: &str) -> Result<(), BootError> {
+        let input = self
+            .input
+            .as_mut()
+            .ok_or_else(|| BootError::ConsoleClosed {
+                waiting_for: format!("to type {line:?}"),
+                tail: String::new(),
+            })?;
+        input
+            .write_all(format!("{line}\r").as_bytes())
+            .and_then(|()| input.flush())
+            .map_err(|_| BootError::ConsoleClosed {
+                waiting_for: format!("to type {line:?}"),
+                tail: self.tail(),
+            })
+    }
+
+    /// Reads until QEMU closes its end of the console or the deadline passes.
+    pub(super) fn drain(&mut self, deadline: Instant) {
+        self.input = None;
+        while !self.closed && Instant::now() < deadline {
+            self.pump(deadline);
+        }
+    }
+
+    /// The last lines of console output, for error messages.
+    pub fn tail(&self) -> String {
+        let lines: Vec<&str> = self.text.lines().filter(|l| !l.trim().is_empty()).collect();
+        lines[lines.len().saturating_sub(8)..].join("\n  ")
+    }
+
+    fn pump(&mut self, deadline: Instant) {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match self.chunks.recv_timeout(wait) {
+            Ok(bytes) => self.push(&bytes),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => self.closed = true,
+        }
+        while let Ok(bytes) = self.chunks.try_recv() {
+            self.push(&bytes);
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.last_output = Instant::now();
+        self.text.extend(
+            String::from_utf8_lossy(bytes)
+                .chars()
+                .filter(|&c| c != '\r'),
+        );
+    }
+}

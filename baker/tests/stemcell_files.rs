@@ -1,0 +1,238 @@
+//! The stemcell content under `recipes/stemcells/files/rootfs/` renders with the bake's
+//! template context (strict handlebars, as the `files` stage renders), says what the agent
+//! needs on a Pi, and the agent stand-in runs on an ARM1176 with it.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use handlebars::Handlebars;
+use serde_json::{Value, json};
+
+fn files() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes/stemcells/files/rootfs")
+}
+
+/// The fields the bake's `files` stage renders templates with.
+fn recipe_context() -> Value {
+    json!({
+        "name": "bosh-pi-debian-bookworm-armv6l",
+        "version": "0.1.0",
+        "operating_system": "debian-bookworm-armv6l",
+        "arch": "armv6l",
+        "debian_arch": "armel",
+        "board": "rpi0",
+        "source_date_epoch": 1_767_225_600u64,
+    })
+}
+
+fn render(rel: &str, ctx: &Value) -> Result<String, String> {
+    let mut hb = Handlebars::new();
+    hb.set_strict_mode(true);
+    hb.register_escape_fn(handlebars::no_escape);
+    let text = fs::read_to_string(files().join(rel)).map_err(|e| format!("{rel}: {e}"))?;
+    hb.render_template(&text, ctx)
+        .map_err(|e| format!("{rel}: {e}"))
+}
+
+#[test]
+fn agent_json_renders_with_the_recipe_fields_and_suits_a_pi() {
+    let text = render("var/vcap/bosh/agent.json.hbs", &recipe_context()).unwrap();
+    let cfg: Value = serde_json::from_str(&text).unwrap();
+    let linux = &cfg["Platform"]["Linux"];
+    // 32-bit agents mis-parse disk sizes >= 2 GiB in the parted paths; sfdisk is 64-bit safe
+    assert_eq!(linux["PartitionerType"], "sfdisk");
+    assert_eq!(linux["ServiceManager"], "systemd");
+    assert_eq!(linux["DevicePathResolutionType"], "");
+    assert_eq!(linux["CreatePartitionIfNoEphemeralDisk"], false);
+    let sources = cfg["Infrastructure"]["Settings"]["Sources"]
+        .as_array()
+        .unwrap();
+    assert_eq!(sources[0]["Type"], "File");
+    assert_eq!(
+        sources[0]["SettingsPath"],
+        "/var/vcap/bosh/agent-bootstrap-env.json"
+    );
+    assert_eq!(sources[1]["Type"], "HTTP");
+    assert_eq!(sources[1]["URI"], "http://169.254.169.254");
+
+    let mut ctx = recipe_context();
+    ctx["settings_uri"] = json!("http://10.244.0.1:8480");
+    let text = render("var/vcap/bosh/agent.json.hbs", &ctx).unwrap();
+    let cfg: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        cfg["Infrastructure"]["Settings"]["Sources"][1]["URI"],
+        "http://10.244.0.1:8480"
+    );
+}
+
+#[test]
+fn bosh_etc_files_name_the_agent_platform_and_the_version() {
+    let os = fs::read_to_string(files().join("var/vcap/bosh/etc/operating_system")).unwrap();
+    assert_eq!(
+        os, "ubuntu\n",
+        "the agent's platform name, not the distribution"
+    );
+    let v = render("var/vcap/bosh/etc/stemcell_version.hbs", &recipe_context()).unwrap();
+    assert_eq!(v, "0.1.0\n");
+    let unit = fs::read_to_string(files().join("etc/systemd/system/bosh-agent.service")).unwrap();
+    assert!(unit.contains(
+        "ExecStart=/var/vcap/bosh/bin/bosh-agent -P ubuntu -C /var/vcap/bosh/agent.json"
+    ));
+}
+
+#[test]
+fn boot_templates_render_the_sd_default_and_the_netboot_variant() {
+    let mut ctx = recipe_context();
+    // config.txt names the kernel: the context must carry its version (strict mode)
+    let err = render("boot/firmware/config.txt.hbs", &ctx).unwrap_err();
+    assert!(err.contains("kernel_version"), "{err}");
+    ctx["kernel_version"] = json!("6.1.0-50-rpi");
+    let config = render("boot/firmware/config.txt.hbs", &ctx).unwrap();
+    assert!(
+        config.contains("\nkernel=vmlinuz-6.1.0-50-rpi\n"),
+        "{config}"
+    );
+    assert!(
+        config.contains("\ninitramfs initrd.img-6.1.0-50-rpi\n"),
+        "{config}"
+    );
+    assert!(config.contains("\nenable_uart=1\n"), "{config}");
+
+    let sd = render("boot/firmware/cmdline.txt.hbs", &ctx).unwrap();
+    assert_eq!(sd.lines().count(), 1, "cmdline.txt is one line");
+    assert!(sd.contains("root=LABEL=rootfs"), "{sd}");
+    assert!(sd.contains("console=ttyAMA0,115200"), "{sd}");
+
+    ctx["nbd"] = json!({"server": "10.201.0.1", "port": 10809, "export": "pi0"});
+    ctx["ip"] = json!({"address": "10.201.0.2", "gateway": "10.201.0.1",
+        "netmask": "255.255.255.0", "hostname": "pi0", "interface": "usb0"});
+    let net = render("boot/firmware/cmdline-netboot.txt.hbs", &ctx).unwrap();
+    assert_eq!(net.lines().count(), 1);
+    assert!(
+        net.contains("root=/dev/nbd0 nbdroot=10.201.0.1:10809/pi0 ip=10.201.0.2::10.201.0.1:255.255.255.0:pi0:usb0:off"),
+        "{net}"
+    );
+}
+
+#[test]
+fn helper_scripts_are_valid_shell() {
+    for rel in [
+        "var/vcap/bosh/bin/bosh-agent-rc",
+        "var/vcap/bosh/bin/restart_networking",
+        "var/vcap/bosh/bin/sync-time",
+        "usr/lib/pifoundry/bootcheck-report",
+    ] {
+        let path = files().join(rel);
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("#!/bin/sh\n"), "{rel}: no #!/bin/sh");
+        let out = Command::new("sh").arg("-n").arg(&path).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{rel}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn build_stub(dir: &Path) -> PathBuf {
+    let out = dir.join("bosh-agent");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/agent-stub");
+    let status = Command::new("go")
+        .args(["build", "-mod=vendor", "-trimpath", "-buildvcs=false", "-o"])
+        .arg(&out)
+        .arg(".")
+        .current_dir(&src)
+        .env("CGO_ENABLED", "0")
+        .env("GOOS", "linux")
+        .env("GOARCH", "arm")
+        .env("GOARM", "6")
+        .env(
+            "GOCACHE",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("gocache"),
+        )
+        .env("GOFLAGS", "")
+        .status()
+        .expect("go (scripts/install-prereqs.sh installs golang-go)");
+    assert!(status.success());
+    out
+}
+
+/// The stand-in agent, built like the bake's go-build stage builds the real one, starts on
+/// an ARM1176 with the stemcell's agent.json, announces itself and stops on SIGTERM.
+#[test]
+fn agent_stand_in_runs_on_arm1176_with_the_stemcell_agent_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = build_stub(dir.path());
+    let cfg = dir.path().join("agent.json");
+    fs::write(
+        &cfg,
+        render("var/vcap/bosh/agent.json.hbs", &recipe_context()).unwrap(),
+    )
+    .unwrap();
+    // stands for /dev/console, which exists before anyone writes to it
+    let console = dir.path().join("console");
+    fs::write(&console, "").unwrap();
+    let mut child = Command::new("qemu-arm-static")
+        .args(["-cpu", "arm1176"])
+        .arg(&agent)
+        .args(["-P", "ubuntu", "-C"])
+        .arg(&cfg)
+        .env("PIFOUNDRY_STUB_CONSOLE", &console)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("PIFOUNDRY-AGENT-STARTED "), "{line}");
+    assert!(line.contains(" goarch=arm goarm=6 "), "{line}");
+    assert!(line.contains(" sources=File,HTTP "), "{line}");
+    assert!(line.contains(" platform=ubuntu "), "{line}");
+    // it stays up until told to stop
+    std::thread::sleep(Duration::from_millis(300));
+    let still_running = child.try_wait().unwrap().is_none();
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < until, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(still_running, "the agent stand-in exited on its own");
+    assert!(status.success(), "{status}");
+    let on_console = fs::read_to_string(&console).unwrap();
+    assert!(
+        on_console.contains("PIFOUNDRY-AGENT-STARTED"),
+        "{on_console}"
+    );
+}
+
+#[test]
+fn agent_stand_in_names_a_broken_agent_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = build_stub(dir.path());
+    let cfg = dir.path().join("agent.json");
+    fs::write(&cfg, "{\"Platform\": ").unwrap();
+    let out = Command::new("qemu-arm-static")
+        .args(["-cpu", "arm1176"])
+        .arg(&agent)
+        .args(["-P", "ubuntu", "-C"])
+        .arg(&cfg)
+        .env("PIFOUNDRY_STUB_CONSOLE", "")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&*cfg.to_string_lossy()), "{err}");
+    assert!(err.starts_with("bosh-agent (stand-in): "), "{err}");
+}
