@@ -10,16 +10,22 @@ OUT      ?= out
 CARGO    ?= cargo
 NEXTEST_PROFILE := $(if $(CI),ci,default)
 
-.PHONY: help stemcell test bench powerd-aarch64 clean
+.PHONY: help stemcell bench-stemcell test bench powerd-aarch64 clean
 
 help:
 	@echo "make stemcell   bake $(RECIPE) into $(OUT)/"
 	@echo "make test       cargo fmt --check, clippy -D warnings, cargo nextest (whole workspace)"
+	@echo "make bench-stemcell  cold bake, warm re-bake after a late change, byte-identical check"
 	@echo "make bench      benchmarks against their peers (gunzip, tar pipelines, load generator)"
 
 stemcell:
 	@bash $(PREREQS) stemcell
-	@echo "make stemcell: not yet — the stemcell bake lands with the stemcell issue" >&2; exit 1
+	$(CARGO) build --release --locked -p baker
+	./target/release/baker bake --recipe $(RECIPE) -o $(OUT)
+
+bench-stemcell:
+	@bash $(PREREQS) stemcell bench
+	bash scripts/bench-stemcell.sh
 
 test:
 	@bash $(PREREQS) test

@@ -22,7 +22,7 @@ for set in "${@:-test}"; do
                  dosfstools mtools e2fsprogs fdisk device-tree-compiler
                  qemu-system-arm cpio xz-utils zstd ca-certificates) ;;
     bench)
-      want_apt+=(gzip tar time) ;;
+      want_apt+=(gzip tar time bc) ;;
     cross)
       want_targets+=(aarch64-unknown-linux-musl) ;;
     *) echo "install-prereqs: unknown set '$set' (test|stemcell|bench|cross)" >&2; exit 2 ;;

@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod atomic;
 pub mod audit;
+pub mod bake;
 pub mod bootcheck;
 pub mod cmd;
 pub mod fetch;
@@ -14,3 +15,4 @@ pub mod lock;
 pub mod recipe;
 pub mod release;
 pub mod rewrite;
+pub mod stemcell;

@@ -16,6 +16,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Bake a stemcell from a recipe, reusing every unchanged cached stage.
+    Bake {
+        #[arg(long)]
+        recipe: PathBuf,
+        /// Run this stage and every later one even when cached.
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(short = 'o', long, default_value = "out")]
+        out: PathBuf,
+        /// Stage cache [default: $PIFOUNDRY_STAGE_CACHE, else $XDG_CACHE_HOME/pifoundry/stages]
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
+    /// Show a stemcell tarball's manifest and contents; fails if its image SHA-1 is wrong.
+    InspectStemcell {
+        file: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a release's name, version, jobs, packages, digests and fingerprint era.
     InspectRelease {
         release: PathBuf,
@@ -80,6 +100,13 @@ enum Command {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let out = match cli.command {
+        Command::Bake {
+            recipe,
+            from,
+            out,
+            cache_dir,
+        } => cmd::stemcell::bake(&recipe, from, &out, cache_dir)?,
+        Command::InspectStemcell { file, json } => cmd::stemcell::inspect(&file, json)?,
         Command::InspectRelease { release, json } => cmd::release::inspect(&release, json)?,
         Command::VerifyRelease { release } => cmd::release::verify(&release)?,
         Command::BootCheck(args) => {
@@ -132,6 +159,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {

@@ -4,3 +4,4 @@ pub mod audit;
 pub mod blobs;
 pub mod release;
 pub mod rewrite;
+pub mod stemcell;

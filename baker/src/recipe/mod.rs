@@ -1,3 +1,4 @@
 //! Recipes: declarative inputs to baker's pipelines.
 
 pub mod release;
+pub mod stemcell;
