@@ -11,12 +11,17 @@
 //! Cold, this takes many minutes (the rootfs and the initramfs run emulated); the stage cache
 //! lives in `$PIFOUNDRY_STAGE_CACHE`, else `/var/cache/pifoundry/stages` when writable, so
 //! later runs on the same machine only redo what changed. Needs root.
+//!
+//! Last, the proof that it is a stemcell at all: the image boots on QEMU's emulated Pi Zero
+//! (ARM1176) from its SD image to userspace, systemd starts the agent, and the guest powers
+//! off. `baker boot-check --bake-dir OUT` runs the same check on any bake's output.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use baker::bake::{self, BakeOptions, blobs::NoBlobs};
+use baker::bootcheck::{AGENT_MARKER, BootSpec, check_stemcell};
 use baker::recipe::stemcell::StemcellRecipe;
 
 fn repo() -> PathBuf {
@@ -160,4 +165,28 @@ fn ci_recipe_bakes_a_stemcell_end_to_end() {
         .arg(&agent)
         .arg("-v"));
     assert!(!v.trim().is_empty());
+
+    boots_and_init_starts_the_agent(&out);
+}
+
+fn boots_and_init_starts_the_agent(out: &Path) {
+    let mut spec = BootSpec::from_bake_dir(out).unwrap();
+    spec.serial_log = Some(out.join("boot-check-serial.log"));
+    let report = check_stemcell(&spec, &[AGENT_MARKER.into(), "login:".into()])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.report["agent"], "active");
+    assert_eq!(report.report["arch"], "armv6l");
+    assert_eq!(report.report["root"], "/dev/mmcblk0p2");
+    // the FAT32 boot partition the image builder wrote mounts in the guest
+    assert_eq!(report.report["boot"], "/dev/mmcblk0p1:vfat");
+    assert_eq!(report.report["system"], "running", "{:?}", report.report);
+    assert!(
+        report.markers[0].contains("goarm=6"),
+        "{:?}",
+        report.markers
+    );
+    eprintln!(
+        "report after {:.0} s, off after {:.0} s: {:?}",
+        report.secs_to_report, report.secs_total, report.report
+    );
 }
