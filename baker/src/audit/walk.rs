@@ -128,14 +128,24 @@ impl<S: Sink> Walker<'_, S> {
                 let base = label.rsplit(['/', '!']).next().unwrap_or(label);
                 let stem = base.rsplit_once('.').map_or(base, |(s, _)| s);
                 let path = format!("{prefix}{stem}");
-                if kind == Kind::Gz {
-                    self.visit(
-                        &path,
-                        &mut flate2::read::MultiGzDecoder::new(&mut *r),
-                        depth,
-                    );
+                let mut r = BufReader::new(&mut *r);
+                let magic: &[u8] = if kind == Kind::Gz {
+                    &[0x1f, 0x8b]
                 } else {
-                    self.visit(&path, &mut liblzma::read::XzDecoder::new(&mut *r), depth);
+                    &[0xfd, b'7', b'z', b'X', b'Z', 0]
+                };
+                match r.fill_buf() {
+                    // Only the name says "compressed": dpkg names alternatives after their
+                    // link (`var/lib/dpkg/alternatives/builtins.7.gz` is text). Its bytes
+                    // are still inspected, as a plain file.
+                    Ok(head) if !head.starts_with(magic) => self.plain(label, &mut r),
+                    Ok(_) if kind == Kind::Gz => {
+                        self.visit(&path, &mut flate2::read::MultiGzDecoder::new(&mut r), depth);
+                    }
+                    Ok(_) => {
+                        self.visit(&path, &mut liblzma::read::XzDecoder::new(&mut r), depth);
+                    }
+                    Err(e) => self.sink.unreadable(label, e.to_string()),
                 }
                 Ok(())
             }
