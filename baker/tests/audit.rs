@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::Command;
 
 use baker::archive::{Mode, TarWriter};
-use baker::audit::{self, AuditReport, Finding, Severity, Target};
+use baker::audit::{self, AuditReport, Finding, GateError, Severity, Target};
+use baker::recipe::stemcell::{AllowEntry, AuditPolicy};
 use elf_fixtures::{fixtures, have, release, run, tar_xz, tgz, zip};
 
 fn finding<'a>(r: &'a AuditReport, path: &str) -> &'a Finding {
@@ -470,4 +471,96 @@ fn go_objects_for_other_platforms_warn() {
     // named for the target, so it would be linked: the x86 code inside is an error
     let own = finding(&r, &format!("{p}/crypto/boring_linux_arm.syso"));
     assert_eq!(own.severity, Severity::Error, "{own:?}");
+}
+
+// The bake's audit gate: errors fail it unless the recipe's `audit.allow` accepts them with a
+// reason, and stale allow entries fail it too.
+
+fn policy(entries: &[(&str, &str)]) -> AuditPolicy {
+    AuditPolicy {
+        allow: entries
+            .iter()
+            .map(|(p, r)| AllowEntry {
+                path: p.to_string(),
+                reason: r.to_string(),
+            })
+            .collect(),
+    }
+}
+
+/// `usr/bin/ok` (ARMv6), `usr/lib/firmware/start.elf` (x86-64 standing in for foreign code)
+/// and a text file named like gzip, as dpkg's alternatives are.
+fn gate_root(dir: &Path, fx: &elf_fixtures::Fixtures) -> std::path::PathBuf {
+    let root = dir.join("rootfs");
+    for d in ["usr/bin", "usr/lib/firmware", "var/lib/dpkg/alternatives"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy(fx.path("armel-v6"), root.join("usr/bin/ok")).unwrap();
+    std::fs::copy(fx.path("x86-64"), root.join("usr/lib/firmware/start.elf")).unwrap();
+    std::fs::write(
+        root.join("var/lib/dpkg/alternatives/builtins.7.gz"),
+        "auto\n/usr/share/man/man7/builtins.7.gz\n",
+    )
+    .unwrap();
+    root
+}
+
+#[test]
+fn unaccepted_error_fails_and_names_the_path_and_report() {
+    let Some(fx) = fixtures() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let root = gate_root(dir.path(), &fx);
+    let out = dir.path().join("audit.txt");
+    let e = audit::gate(&root, Target::Armv6l, &policy(&[]), &out).unwrap_err();
+    assert!(matches!(e, GateError::Findings { count: 1, .. }), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("first usr/lib/firmware/start.elf"), "{msg}");
+    assert!(msg.contains(&out.display().to_string()), "{msg}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("1 error(s)"), "{text}");
+}
+
+#[test]
+fn allowed_error_passes_with_its_reason_in_the_report() {
+    let Some(fx) = fixtures() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let root = gate_root(dir.path(), &fx);
+    let out = dir.path().join("audit.txt");
+    let p = policy(&[("usr/lib/firmware/*.elf", "GPU code, never run by the CPU")]);
+    let r = audit::gate(&root, Target::Armv6l, &p, &out).unwrap();
+    assert_eq!(r.errors(), 0, "{}", r.render_table());
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.path == "usr/lib/firmware/start.elf")
+        .unwrap();
+    assert_eq!(f.severity, Severity::Allowed);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.contains("allowed (GPU code, never run by the CPU)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("0 error(s)") && text.contains("1 allowed"),
+        "{text}"
+    );
+    // the text file named `.gz` is neither an error nor skipped
+    assert!(!text.contains("builtins"), "{text}");
+}
+
+#[test]
+fn stale_allow_entry_fails() {
+    let Some(fx) = fixtures() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let root = gate_root(dir.path(), &fx);
+    let out = dir.path().join("audit.txt");
+    let p = policy(&[
+        ("usr/lib/firmware/*.elf", "GPU code"),
+        ("usr/bin/ok", "it was v7 once"),
+    ]);
+    let e = audit::gate(&root, Target::Armv6l, &p, &out).unwrap_err();
+    assert!(matches!(e, GateError::Stale { index: 1, .. }), "{e}");
+    assert!(e.to_string().contains("audit.allow[1] `usr/bin/ok`"), "{e}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("stale: audit.allow[1]"), "{text}");
 }

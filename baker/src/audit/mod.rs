@@ -13,6 +13,7 @@
 //! code whose level is unknown are warnings.
 
 pub mod elf;
+mod gate;
 mod walk;
 
 use std::fmt::Write as _;
@@ -23,6 +24,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 pub use elf::{ElfInfo, GoInfo};
+pub use gate::{GateError, gate};
 
 /// ELF files larger than this are judged by their header alone. 64 MiB covers every binary
 /// of a Go toolchain while keeping the audit inside a rewrite's memory budget.
@@ -59,6 +61,8 @@ impl std::fmt::Display for Target {
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Ok,
+    /// An error that a recipe's allow-list accepts, with its reason.
+    Allowed,
     Warning,
     Error,
 }
@@ -67,6 +71,7 @@ impl Severity {
     fn as_str(self) -> &'static str {
         match self {
             Severity::Ok => "ok",
+            Severity::Allowed => "allowed",
             Severity::Warning => "warning",
             Severity::Error => "error",
         }
@@ -381,6 +386,24 @@ impl AuditReport {
         }
     }
 
+    /// Turns every error whose path matches one of `allow` (`(glob, reason)`, first match
+    /// wins) into [`Severity::Allowed`]. Returns the indexes of entries that matched no error:
+    /// a stale entry would silently accept a future regression.
+    pub fn allow(&mut self, allow: &[(globset::GlobMatcher, String)]) -> Vec<usize> {
+        let mut used = vec![false; allow.len()];
+        for f in &mut self.findings {
+            if f.severity != Severity::Error {
+                continue;
+            }
+            if let Some(i) = allow.iter().position(|(m, _)| m.is_match(&f.path)) {
+                used[i] = true;
+                f.severity = Severity::Allowed;
+                f.message = format!("allowed ({}): {}", allow[i].1, f.message);
+            }
+        }
+        (0..allow.len()).filter(|&i| !used[i]).collect()
+    }
+
     pub fn errors(&self) -> usize {
         self.count(Severity::Error)
     }
@@ -423,13 +446,17 @@ impl AuditReport {
 
     pub fn summary(&self) -> String {
         format!(
-            "audit for {}: {} files, {} ELF, {} nested archives: {} error(s), {} warning(s)",
+            "audit for {}: {} files, {} ELF, {} nested archives: {} error(s), {} warning(s){}",
             self.target,
             self.files,
             self.elf_files,
             self.archives,
             self.errors(),
-            self.warnings()
+            self.warnings(),
+            match self.count(Severity::Allowed) {
+                0 => String::new(),
+                n => format!(", {n} allowed"),
+            }
         )
     }
 }

@@ -81,7 +81,17 @@ pub fn stage_keys(
                     field("patch", &read(p)?);
                 }
             }
-            Stage::Image(_) | Stage::Stemcell(_) => field("header", header(recipe).as_bytes()),
+            Stage::Image(_) => {
+                field("header", header(recipe).as_bytes());
+                // The audit gate runs here: its allow-list feeds this key and later ones only.
+                field(
+                    "audit",
+                    serde_json::to_string(&recipe.audit)
+                        .expect("audit")
+                        .as_bytes(),
+                );
+            }
+            Stage::Stemcell(_) => field("header", header(recipe).as_bytes()),
             Stage::Rootfs(_) | Stage::Users(_) | Stage::Chroot(_) | Stage::Initramfs(_) => {}
         }
         prev = hex::encode(h.finalize());
@@ -125,4 +135,30 @@ pub fn tree_hash(dir: &Path) -> std::io::Result<String> {
         h.update([0]);
     }
     Ok(hex::encode(h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::stemcell::AllowEntry;
+
+    /// CI keeps a warm cache of every stage before `image`: the audit allow-list must not
+    /// touch those keys.
+    #[test]
+    fn audit_policy_only_feeds_image_and_later_keys() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut recipe =
+            StemcellRecipe::load(&root.join("recipes/stemcells/ci-armv6l.yml")).unwrap();
+        let image = recipe.stage_index("image").unwrap();
+        let before = stage_keys(&recipe, &root, &crate::bake::blobs::NoBlobs).unwrap();
+        recipe.audit.allow.push(AllowEntry {
+            path: "usr/bin/new".into(),
+            reason: "test".into(),
+        });
+        let after = stage_keys(&recipe, &root, &crate::bake::blobs::NoBlobs).unwrap();
+        for (i, stage) in recipe.stages.iter().enumerate() {
+            eprintln!("{} {}", before[i], stage.name());
+            assert_eq!(before[i] == after[i], i < image, "stage {}", stage.name());
+        }
+    }
 }

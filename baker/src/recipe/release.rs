@@ -184,7 +184,7 @@ impl ReleaseRecipe {
     }
 }
 
-fn glob(label: &str, key: &str, pattern: &str) -> Result<GlobMatcher, String> {
+pub(crate) fn glob(label: &str, key: &str, pattern: &str) -> Result<GlobMatcher, String> {
     Glob::new(pattern)
         .map(|g| g.compile_matcher())
         .map_err(|e| format!("{label}.{key}: bad glob {pattern:?}: {e}"))

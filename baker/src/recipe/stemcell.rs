@@ -85,7 +85,51 @@ pub struct StemcellRecipe {
     /// being irrelevant to time, so it must be given or it is 2026-01-01.
     #[serde(default)]
     pub source_date_epoch: Option<u64>,
+    /// Gate on the `image` stage's ELF audit; it feeds only the `image` and later stage keys.
+    #[serde(default)]
+    pub audit: AuditPolicy,
     pub stages: Vec<Stage>,
+}
+
+/// `audit:` — findings the bake accepts, each with the reason it is safe. Every other audit
+/// error fails the bake, and so does an entry that no longer matches any error.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditPolicy {
+    #[serde(default)]
+    pub allow: Vec<AllowEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowEntry {
+    /// Glob over the finding's path relative to the root (`*` also crosses `/`).
+    pub path: String,
+    pub reason: String,
+}
+
+impl AuditPolicy {
+    /// `(matcher, reason)` per entry, in order.
+    pub fn compile(&self) -> Result<Vec<(globset::GlobMatcher, String)>, String> {
+        self.allow
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let label = format!("audit.allow[{i}]");
+                if a.reason.trim().is_empty() {
+                    return Err(format!("{label}.reason: must not be empty"));
+                }
+                if a.path.trim().is_empty() || a.path.starts_with('/') {
+                    return Err(format!(
+                        "{label}.path: `{}` must be a non-empty glob relative to the root",
+                        a.path
+                    ));
+                }
+                let m = super::release::glob(&label, "path", &a.path)?;
+                Ok((m, a.reason.trim().to_string()))
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -372,6 +416,10 @@ impl StemcellRecipe {
                 return Err(bad(field.into(), "must not be empty".into()));
             }
         }
+        if let Err(m) = self.audit.compile() {
+            let (field, message) = m.split_once(": ").unwrap_or(("audit", &m));
+            return Err(bad(field.into(), message.into()));
+        }
         if self.stages.is_empty() {
             return Err(bad("stages".into(), "at least one stage is needed".into()));
         }
@@ -620,6 +668,46 @@ stages:
             assert!(e.contains(want), "{to}: {e}");
             assert!(e.starts_with("recipes/stemcells/x.yml: "), "{e}");
         }
+    }
+
+    #[test]
+    fn audit_allow_entries_need_a_reason_and_known_keys() {
+        let with =
+            |allow: &str| GOOD.replace("stages:\n", &format!("audit:\n  allow:\n{allow}stages:\n"));
+        let r = parse(&with(
+            "    - {path: 'usr/lib/raspi-firmware/*.elf', reason: VideoCore code}\n",
+        ))
+        .unwrap();
+        assert_eq!(r.audit.allow.len(), 1);
+        assert!(parse(GOOD).unwrap().audit.allow.is_empty());
+        let cases = [
+            ("    - {path: x}\n", "missing field `reason`"),
+            (
+                "    - {path: x, reason: '  '}\n",
+                "audit.allow[0].reason: must not be empty",
+            ),
+            (
+                "    - {path: x, reason: y, resaon: z}\n",
+                "unknown field `resaon`",
+            ),
+            (
+                "    - {path: '/usr/x', reason: y}\n",
+                "audit.allow[0].path: `/usr/x`",
+            ),
+            (
+                "    - {path: 'a[', reason: y}\n",
+                "audit.allow[0].path: bad glob",
+            ),
+        ];
+        for (allow, want) in cases {
+            let e = parse(&with(allow)).unwrap_err().to_string();
+            assert!(e.contains(want), "{allow}: {e}");
+            assert!(e.starts_with("recipes/stemcells/x.yml: "), "{e}");
+        }
+        let e = parse(&GOOD.replace("stages:\n", "audit: {alow: []}\nstages:\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `alow`"), "{e}");
     }
 
     #[test]

@@ -31,9 +31,8 @@ pub fn run(s: &ImageStage, ctx: &mut Ctx) -> Result<(), BakeError> {
     build_image(s, ctx, &bootfs, &img, epoch)
 }
 
-/// `<out>/audit.txt`: every ELF in the root and whether the target CPU can run it. Not a
-/// gate yet: Debian's armel root holds VideoCore firmware ELFs and a few runtime-dispatched
-/// ARMv7 objects (libatomic, NEON crypto modules) that a policy must first allow.
+/// `<out>/audit.txt`: every ELF in the root and whether the target CPU can run it. The bake
+/// fails on any error the recipe's `audit.allow` list does not accept, and on stale entries.
 fn audit(ctx: &Ctx) -> Result<(), BakeError> {
     use crate::audit::Target;
     use crate::recipe::stemcell::Arch;
@@ -41,14 +40,10 @@ fn audit(ctx: &Ctx) -> Result<(), BakeError> {
         Arch::Armv6l => Target::Armv6l,
         Arch::Arm64 => Target::Arm64,
     };
-    let report =
-        crate::audit::audit_path(ctx.rootfs, target).map_err(|e| BakeError::msg(e.to_string()))?;
     let path = ctx.out.join("audit.txt");
-    let text = report.render_table() + &report.summary() + "\n";
-    crate::atomic::write(&path, text.as_bytes()).map_err(|e| BakeError::io(&path, e))?;
-    if report.errors() > 0 {
-        tracing::warn!("{} (see {})", report.summary(), path.display());
-    }
+    let report = crate::audit::gate(ctx.rootfs, target, &ctx.recipe.audit, &path)
+        .map_err(|e| BakeError::msg(e.to_string()))?;
+    tracing::info!("{} (see {})", report.summary(), path.display());
     Ok(())
 }
 
