@@ -3,27 +3,10 @@
 # same file. Prints wall times, their ratio and baker's peak RSS.
 # Targets (issue 2): verify ≤ 1.5× gunzip, peak RSS ≤ 100 MiB.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-
-WORK=${BENCH_DIR:-target/bench}
-MIB=${BENCH_MIB:-1024}
-PACKAGES=${BENCH_PACKAGES:-200}
-JOBS=${BENCH_JOBS:-100}
+source "$(dirname "$0")/bench-lib.sh"
 REL="$WORK/synthetic-${MIB}m.tgz"
-
-cargo build --release --locked -q -p baker
-BAKER=target/release/baker
-mkdir -p "$WORK"
-if [ ! -f "$REL" ]; then
-  echo "bench-release: writing $REL ($PACKAGES packages, $JOBS jobs, $MIB MiB of blobs)" >&2
-  "$BAKER" synth-release "$REL" --packages "$PACKAGES" --jobs "$JOBS" --mib "$MIB"
-fi
+synth_release "$REL"
 cat "$REL" > /dev/null # same page-cache state for both runs
-
-measure() { # prints "seconds max_rss_kib"
-  /usr/bin/time -f '%e %M' -o "$WORK/time.out" "$@" > /dev/null
-  cat "$WORK/time.out"
-}
 
 read -r gz_s gz_kib < <(measure gzip -dc "$REL")
 read -r v_s v_kib < <(measure "$BAKER" verify-release "$REL")

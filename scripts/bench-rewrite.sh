@@ -7,22 +7,10 @@
 # Targets (issue 3): rewrite <= 1.25x gunzip, >= 3x faster than the naive pipeline,
 # peak RSS <= 100 MiB.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-
-WORK=${BENCH_DIR:-target/bench}
-MIB=${BENCH_MIB:-1024}
+source "$(dirname "$0")/bench-lib.sh"
 GOLANG_MIB=${BENCH_GOLANG_MIB:-100}
 REL="$WORK/synthetic-${MIB}m-golang${GOLANG_MIB}m.tgz"
-
-cargo build --release --locked -q -p baker
-BAKER=$PWD/target/release/baker
-mkdir -p "$WORK"
-WORK=$(cd "$WORK" && pwd)
-REL="$WORK/$(basename "$REL")"
-if [ ! -f "$REL" ]; then
-  echo "bench-rewrite: writing $REL" >&2
-  "$BAKER" synth-release "$REL" --packages 200 --jobs 100 --mib "$MIB" --golang-mib "$GOLANG_MIB"
-fi
+synth_release "$REL" --golang-mib "$GOLANG_MIB"
 ARM="$WORK/go-armv6l-${GOLANG_MIB}m.tar.gz"
 [ -f "$ARM" ] || head -c "$((GOLANG_MIB << 20))" /dev/urandom > "$ARM"
 cat > "$WORK/bench-recipe.yml" <<'YML'
@@ -48,11 +36,6 @@ naive() {
   tar czf "$x/tree/packages/golang-1-linux.tgz" -C "$x/pkg" .
   tar czf "$x/out.tgz" -C "$x/tree" .
   rm -rf "$x"
-}
-
-measure() { # prints "seconds max_rss_kib"
-  /usr/bin/time -f '%e %M' -o "$WORK/time.out" "$@" > /dev/null
-  cat "$WORK/time.out"
 }
 
 cat "$REL" "$ARM" > /dev/null # same page-cache state for every run

@@ -48,33 +48,7 @@ enum Command {
     /// Boot an image under qemu-system-arm (Pi Zero) and check that init starts the agent
     BootCheck(baker::bootcheck::cli::BootCheckArgs),
     /// Swap a release's architecture-specific blobs for ARM ones, as a recipe says.
-    RewriteRelease {
-        release: PathBuf,
-        /// recipes/releases/<name>.yml
-        #[arg(long)]
-        recipe: PathBuf,
-        /// Output tarball (default: <name>-<version><suffix>.tgz here).
-        #[arg(short, long)]
-        out: Option<PathBuf>,
-        /// A local file for a blobs.lock key, as KEY=FILE (repeatable); other keys come
-        /// from the lock through the verified cache.
-        #[arg(long = "blob", value_name = "KEY=FILE")]
-        blobs: Vec<String>,
-        /// The lock file
-        #[arg(long, default_value = baker::lock::LOCK_FILE)]
-        lock: PathBuf,
-        #[command(flatten)]
-        fetch: cmd::blobs::FetchArgs,
-        /// Machine-readable summary.
-        #[arg(long)]
-        json: bool,
-        /// Do not run the ELF audit on the output.
-        #[arg(long)]
-        no_audit: bool,
-        /// Fail, removing the output, when the audit finds binaries that cannot run on the target.
-        #[arg(long, conflicts_with = "no_audit")]
-        strict: bool,
-    },
+    RewriteRelease(cmd::rewrite::RewriteArgs),
     /// Write a synthetic release (benchmarks).
     #[command(hide = true)]
     SynthRelease {
@@ -113,27 +87,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             baker::bootcheck::cli::run(&args)?;
             String::new()
         }
-        Command::RewriteRelease {
-            release,
-            recipe,
-            out,
-            blobs,
-            lock,
-            fetch,
-            json,
-            no_audit,
-            strict,
-        } => cmd::rewrite::run(cmd::rewrite::Args {
-            input: &release,
-            recipe: &recipe,
-            out: out.as_deref(),
-            blobs: &blobs,
-            lock: &lock,
-            fetch: &fetch,
-            json,
-            no_audit,
-            strict,
-        })?,
+        Command::RewriteRelease(args) => cmd::rewrite::run(&args)?,
         Command::SynthRelease {
             out,
             packages,

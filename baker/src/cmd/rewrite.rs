@@ -55,24 +55,40 @@ pub fn local_blobs(args: &[String]) -> Result<LocalBlobs> {
     Ok(blobs)
 }
 
-/// What `rewrite-release` was asked to do.
-pub struct Args<'a> {
-    pub input: &'a Path,
-    pub recipe: &'a Path,
-    pub out: Option<&'a Path>,
-    pub blobs: &'a [String],
-    pub lock: &'a Path,
-    pub fetch: &'a FetchArgs,
+/// `baker rewrite-release`: swap a release's architecture-specific blobs for ARM ones, as a
+/// recipe says.
+#[derive(clap::Args)]
+pub struct RewriteArgs {
+    pub release: PathBuf,
+    /// recipes/releases/<name>.yml
+    #[arg(long)]
+    pub recipe: PathBuf,
+    /// Output tarball (default: <name>-<version><suffix>.tgz here).
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
+    /// A local file for a blobs.lock key, as KEY=FILE (repeatable); other keys come
+    /// from the lock through the verified cache.
+    #[arg(long = "blob", value_name = "KEY=FILE")]
+    pub blobs: Vec<String>,
+    /// The lock file
+    #[arg(long, default_value = crate::lock::LOCK_FILE)]
+    pub lock: PathBuf,
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+    /// Machine-readable summary.
+    #[arg(long)]
     pub json: bool,
-    /// Skip the ELF audit of the output.
+    /// Do not run the ELF audit on the output.
+    #[arg(long)]
     pub no_audit: bool,
-    /// Fail (and remove the output) when the audit finds errors.
+    /// Fail, removing the output, when the audit finds binaries that cannot run on the target.
+    #[arg(long, conflicts_with = "no_audit")]
     pub strict: bool,
 }
 
-pub fn run(a: Args<'_>) -> Result<String> {
-    let Args {
-        input,
+pub fn run(a: &RewriteArgs) -> Result<String> {
+    let RewriteArgs {
+        release: input,
         recipe,
         out,
         blobs,
@@ -82,6 +98,7 @@ pub fn run(a: Args<'_>) -> Result<String> {
         no_audit,
         strict,
     } = a;
+    let (json, no_audit, strict) = (*json, *no_audit, *strict);
     let (recipe, rules) = ReleaseRecipe::load(recipe)?;
     let blobs = CliBlobs {
         local: local_blobs(blobs)?,
@@ -91,7 +108,7 @@ pub fn run(a: Args<'_>) -> Result<String> {
         opened: std::sync::OnceLock::new(),
     };
     let out = match out {
-        Some(o) => o.to_path_buf(),
+        Some(o) => o.clone(),
         None => {
             let m = release::read_manifest(input)?;
             PathBuf::from(format!(

@@ -380,7 +380,18 @@ impl StemcellRecipe {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse(path, &text)
+        match super::extends::resolve(path, &text)? {
+            None => Self::parse(path, &text),
+            Some(merged) => {
+                let recipe: Self =
+                    serde_yaml::from_value(merged).map_err(|e| RecipeError::Parse {
+                        path: path.to_path_buf(),
+                        message: e.to_string(),
+                    })?;
+                recipe.validate(path)?;
+                Ok(recipe)
+            }
+        }
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Self, RecipeError> {
