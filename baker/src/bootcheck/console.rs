@@ -64,6 +64,12 @@ impl Console {
         }
     }
 
+    /// Changes how long a silent console may last before it counts as a stalled guest, e.g.
+    /// shorter once the guest has reached a point where it prints regularly.
+    pub fn set_stall(&mut self, stall: Duration) {
+        self.stall = stall;
+    }
+
     /// All console output so far.
     pub fn text(&self) -> &str {
         &self.text
@@ -79,26 +85,12 @@ impl Console {
     pub fn wait_for(&mut self, needle: &str, deadline: Instant) -> Result<String, BootError> {
         loop {
             if let Some(pos) = self.text.find(needle) {
-                let start = self.text[..pos].rfind('\n').map_or(0, |i| i + 1);
-                // the line may still be arriving: give it until its newline or a moment
-                let end_wait = Instant::now() + std::time::Duration::from_millis(300);
-                while !self.text[pos..].contains('\n') && !self.closed && Instant::now() < end_wait
-                {
-                    self.pump(end_wait.min(deadline));
-                }
-                let end = self.text[pos..]
-                    .find('\n')
-                    .map_or(self.text.len(), |i| pos + i);
-                return Ok(self.text[start..end].trim_end().to_owned());
+                return Ok(self.line_at(pos, deadline));
             }
-            if let Some(line) = self
-                .text
-                .lines()
-                .find(|l| FATAL.iter().any(|f| l.contains(f)))
-            {
+            if let Some(pos) = FATAL.iter().filter_map(|f| self.text.find(f)).min() {
                 return Err(BootError::Guest {
                     waiting_for: needle.to_owned(),
-                    what: line.trim().to_owned(),
+                    what: self.line_at(pos, deadline),
                     tail: self.tail(),
                 });
             }
@@ -123,6 +115,20 @@ impl Console {
             }
             self.pump(deadline.min(self.last_output + self.stall));
         }
+    }
+
+    /// The whole console line around byte `pos`. The line may still be arriving, so give it
+    /// until its newline or a moment (a second: the emulated UART is slow under load).
+    fn line_at(&mut self, pos: usize, deadline: Instant) -> String {
+        let end_wait = Instant::now() + Duration::from_secs(1);
+        while !self.text[pos..].contains('\n') && !self.closed && Instant::now() < end_wait {
+            self.pump(end_wait.min(deadline));
+        }
+        let start = self.text[..pos].rfind('\n').map_or(0, |i| i + 1);
+        let end = self.text[pos..]
+            .find('\n')
+            .map_or(self.text.len(), |i| pos + i);
+        self.text[start..end].trim_end().to_owned()
     }
 
     /// Types `line` and a newline on the guest console.
