@@ -4,12 +4,11 @@
 //! use, so a partial or corrupt entry is ignored rather than restored.
 
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::BakeError;
 
@@ -192,15 +191,7 @@ pub fn restore(snapshot: &Path, rootfs: &Path) -> Result<(), BakeError> {
     Ok(())
 }
 
+/// sha256 hex of a file's contents.
 pub fn sha256_file(path: &Path) -> io::Result<String> {
-    let mut f = File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok(hex::encode(h.finalize()));
-        }
-        h.update(&buf[..n]);
-    }
+    crate::fetch::hash_file(path).map(|(sha256, _len)| sha256)
 }
