@@ -1,18 +1,19 @@
 //! baker: PiFoundry's build pipeline.
 //!
-//! Reads, verifies and rewrites BOSH release tarballs exactly as bosh-cli writes them, and
-//! bakes Raspberry Pi stemcells from declarative recipes.
+//! Rewrites BOSH release tarballs for ARM and bakes Raspberry Pi stemcells from declarative
+//! recipes. The BOSH formats themselves (tar + gzip, releases, stemcells) are the
+//! `pifoundry-bosh` crate, re-exported here as [`archive`], [`release`] and [`stemcell`];
+//! atomic files, hashing, the tool runner and [`pifoundry_util::Arch`] are `pifoundry-util`.
 
-pub mod archive;
-pub mod atomic;
+pub use pifoundry_bosh::{archive, release, stemcell};
+
 pub mod audit;
 pub mod bake;
+pub mod blobs;
+pub mod blobs_lock;
 pub mod bootcheck;
 pub mod cmd;
 pub mod fetch;
 pub mod image;
-pub mod lock;
 pub mod recipe;
-pub mod release;
 pub mod rewrite;
-pub mod stemcell;

@@ -124,7 +124,7 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("baker: {e:#}");
+            eprintln!("baker: {}", pifoundry_util::error::chain(e.as_ref()));
             // like ripgrep and clap: 2 = the command itself failed (1 is `audit` findings)
             ExitCode::from(2)
         }

@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use hyper::Method;
-use powerd::client::{Client, Credentials};
+use powerd_client::{Client, Credentials, Method};
 use serde_json::json;
 
 struct Args {

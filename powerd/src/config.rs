@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use pifoundry_util::name::NameRule;
 use serde::Deserialize;
 
 pub const DEFAULT_PATH: &str = "/etc/pifoundry/powerd.yml";
@@ -186,7 +187,9 @@ impl RawConfig {
         let mut outlets = Vec::with_capacity(self.outlets.len());
         for (i, raw) in self.outlets.into_iter().enumerate() {
             let at = |key: &str| format!("outlets[{i}].{key}");
-            check_id(&raw.id).map_err(|m| invalid(at("id"), m))?;
+            OUTLET_ID
+                .check(&raw.id)
+                .map_err(|m| invalid(at("id"), m.to_string()))?;
             if let Some(first) = ids.insert(raw.id.clone(), i) {
                 return Err(invalid(
                     at("id"),
@@ -298,21 +301,12 @@ impl RawConfig {
 }
 
 /// Ids appear in URLs, file names and (as `{{id}}`) in shell commands: keep them plain.
-pub fn check_id(id: &str) -> Result<(), String> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{id:?} is not a valid outlet id (1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit)"
-        ))
-    }
-}
+pub const OUTLET_ID: NameRule = NameRule {
+    what: "outlet id",
+    max: 64,
+    punct: "._-",
+    alnum_first: true,
+};
 
 #[cfg(test)]
 mod tests {

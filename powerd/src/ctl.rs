@@ -3,10 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use hyper::Method;
-use serde_json::{Value, json};
+use powerd_client::{Client, Credentials, Outlet, PowerState};
 
-use crate::client::{Client, Credentials};
 use crate::config::{DEFAULT_LISTEN, DEFAULT_TOKEN_FILE};
 
 #[derive(Debug, clap::Args)]
@@ -63,53 +61,30 @@ pub fn run(args: CtlArgs) -> anyhow::Result<()> {
 
 /// Runs one ctl command; returns what to print.
 pub async fn execute(client: &Client, command: &CtlCommand) -> anyhow::Result<String> {
-    let (method, path, body) = match command {
-        CtlCommand::List => (Method::GET, "/v1/outlets".to_string(), None),
-        CtlCommand::Status { id } => (Method::GET, format!("/v1/outlets/{id}"), None),
-        CtlCommand::On { id } => (
-            Method::PUT,
-            format!("/v1/outlets/{id}/power"),
-            Some(json!({"state": "on"})),
-        ),
-        CtlCommand::Off { id } => (
-            Method::PUT,
-            format!("/v1/outlets/{id}/power"),
-            Some(json!({"state": "off"})),
-        ),
-        CtlCommand::Cycle { id } => (Method::POST, format!("/v1/outlets/{id}/cycle"), None),
-    };
-    let resp = client.call(method, &path, body.as_ref()).await?;
-    let v = resp.json();
-    if !resp.status.is_success() {
-        let code = v["error"]["code"].as_str().unwrap_or("error");
-        let message = v["error"]["message"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| String::from_utf8_lossy(&resp.body).into_owned());
-        anyhow::bail!(
-            "{}: {} {code}: {message}",
-            client.base(),
-            resp.status.as_u16()
-        );
-    }
-    let rows: Vec<&Value> = match v.get("outlets") {
-        Some(Value::Array(a)) => a.iter().collect(),
-        _ => vec![&v],
+    let rows = match command {
+        CtlCommand::List => client.outlets().await?,
+        CtlCommand::Status { id } => vec![client.outlet(id).await?],
+        CtlCommand::On { id } => vec![client.set_power(id, PowerState::On).await?],
+        CtlCommand::Off { id } => vec![client.set_power(id, PowerState::Off).await?],
+        CtlCommand::Cycle { id } => vec![client.cycle(id).await?],
     };
     Ok(table(&rows))
 }
 
-fn table(rows: &[&Value]) -> String {
-    let cell = |v: &Value, k: &str| match &v[k] {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    };
+fn table(rows: &[Outlet]) -> String {
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let header = ["ID", "STATE", "BACKEND", "CHANGED", "BY"];
-    let keys = ["id", "state", "backend", "changed_at", "changed_by"];
     let data: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| keys.iter().map(|k| cell(r, k)).collect())
+        .map(|o| {
+            vec![
+                o.id.clone(),
+                o.state.to_string(),
+                o.backend.clone(),
+                or_dash(&o.changed_at),
+                or_dash(&o.changed_by),
+            ]
+        })
         .collect();
     let widths: Vec<usize> = (0..header.len())
         .map(|i| {

@@ -38,7 +38,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("powerd: {e:#}");
+            eprintln!("powerd: {}", pifoundry_util::error::chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

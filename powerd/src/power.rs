@@ -7,8 +7,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use crate::clock::Clock;
 use crate::config::{Config, OutletConfig, StartPolicy};
 use crate::metrics::{Metrics, OutletLabels, TransitionLabels};
@@ -43,19 +41,8 @@ pub enum PowerError {
     State { outlet: String, error: StateError },
 }
 
-/// What the API shows of an outlet.
-#[derive(Debug, Clone, Serialize)]
-pub struct OutletView {
-    pub id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    pub backend: &'static str,
-    /// The commanded state: no backend can read back whether the Pi really has power.
-    pub state: PowerState,
-    pub changed_at: Option<String>,
-    pub changed_by: Option<String>,
-    pub min_off_ms: u64,
-}
+/// What the API shows of an outlet: the wire type its clients read.
+pub use powerd_client::Outlet as OutletView;
 
 struct Outlet {
     cfg: OutletConfig,
@@ -80,7 +67,7 @@ impl Outlet {
         OutletView {
             id: self.cfg.id.clone(),
             description: self.cfg.description.clone(),
-            backend: self.backend.kind(),
+            backend: self.backend.kind().to_string(),
             state,
             changed_at: record.as_ref().map(|r| r.changed_at.clone()),
             changed_by: record.map(|r| r.changed_by),

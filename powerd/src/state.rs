@@ -1,8 +1,8 @@
 //! The commanded state of every outlet, persisted so that it survives a restart, and the
 //! audit log (one line per transition: who, what, when).
 //!
-//! The state file is rewritten whole (temp file, fsync, rename, fsync of the directory), so it
-//! is always either the old or the new version. Concurrent changes share one write: a change
+//! The state file is rewritten whole (`pifoundry_util::atomic`: temp file, fsync, rename, fsync
+//! of the directory), so it is always either the old or the new version. Concurrent changes share one write: a change
 //! waits until a snapshot that includes it is on disk.
 
 use std::collections::BTreeMap;
@@ -154,12 +154,12 @@ impl Store {
                 (snap.generation, bytes)
             };
             let path = self.path.clone();
-            tokio::task::spawn_blocking(move || write_atomic(&path, &bytes))
+            tokio::task::spawn_blocking(move || pifoundry_util::atomic::write(&path, &bytes))
                 .await
                 .expect("state writer panicked")
-                .map_err(|error| StateError::Io {
-                    path: self.path.clone(),
-                    error,
+                .map_err(|e| StateError::Io {
+                    path: e.path,
+                    error: e.error,
                 })?;
             *persisted = generation;
         }
@@ -184,25 +184,6 @@ impl Store {
                 error,
             })
     }
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -111,7 +111,8 @@ pub fn runs_on_armv6(cpu_arch: u64) -> bool {
     cpu_arch <= 7 || cpu_arch == 9
 }
 
-fn machine_name(e_machine: u16) -> String {
+/// The audit's name for an ELF `e_machine`.
+pub fn machine_name(e_machine: u16) -> String {
     match e_machine {
         EM_ARM => "arm".into(),
         EM_AARCH64 => "aarch64".into(),

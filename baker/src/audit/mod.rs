@@ -1,12 +1,13 @@
 //! `baker audit`: finds binaries in a release, a blob or a root file system that cannot run
 //! on the target Pi.
 //!
-//! Every ELF file is classified ([`elf::ElfInfo`]) and judged against the [`Target`]:
+//! Every ELF file is classified ([`elf::ElfInfo`]) and judged against the target [`Arch`]:
 //! - `armv6l` (ARM1176, Pi Zero/1): anything not 32-bit little-endian ARM is an error; so is
 //!   ARM code whose Tag_CPU_arch is above v6KZ/v6K (v6T2, v7, v8, M-profiles) or that needs
 //!   more than VFPv2 or any NEON, and Go with GOARCH≠arm or GOARM≥7. armhf is fine on its own
 //!   (Raspbian is armhf for v6), but armhf built for v7 (Debian armhf) fails the level check.
-//! - `arm64`: anything not AArch64 is an error; Go with GOARCH≠arm64 is an error.
+//! - `arm64` (and `amd64`): code for another machine is an error; Go with another GOARCH is
+//!   an error.
 //!
 //! Archives that are corrupt, truncated or unsafe are errors: they may hide code the audit did
 //! not see. Archives it deliberately skips (bzip2/zstd, zips with data descriptors) and ARM
@@ -18,44 +19,17 @@ mod walk;
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::str::FromStr;
 
+use pifoundry_util::{Arch, PathError};
 use rayon::prelude::*;
 use serde::Serialize;
 
 pub use elf::{ElfInfo, GoInfo};
-pub use gate::{GateError, gate};
+pub use gate::{AllowEntry, AuditPolicy, GateError, PolicyError, gate};
 
 /// ELF files larger than this are judged by their header alone. 64 MiB covers every binary
 /// of a Go toolchain while keeping the audit inside a rewrite's memory budget.
 pub const DEFAULT_ELF_CAP: u64 = 64 << 20;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Target {
-    Armv6l,
-    Arm64,
-}
-
-impl FromStr for Target {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "armv6l" => Ok(Target::Armv6l),
-            "arm64" | "aarch64" => Ok(Target::Arm64),
-            _ => Err(format!("unknown target {s:?} (expected armv6l or arm64)")),
-        }
-    }
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Target::Armv6l => "armv6l",
-            Target::Arm64 => "arm64",
-        })
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -89,7 +63,7 @@ pub struct Finding {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditReport {
-    pub target: Target,
+    pub target: Arch,
     pub files: u64,
     pub elf_files: u64,
     pub archives: u64,
@@ -97,28 +71,19 @@ pub struct AuditReport {
     pub findings: Vec<Finding>,
 }
 
+/// The path to audit cannot be read at all.
 #[derive(Debug, thiserror::Error)]
-#[error("audit {path}: {source}")]
-pub struct AuditError {
-    path: String,
-    source: std::io::Error,
-}
+#[error("audit {0}")]
+pub struct AuditError(PathError);
 
 /// Audits a directory tree, an archive (release tarball, blob) or a single file.
-pub fn audit_path(path: &Path, target: Target) -> Result<AuditReport, AuditError> {
+pub fn audit_path(path: &Path, target: Arch) -> Result<AuditReport, AuditError> {
     audit_path_with_cap(path, target, DEFAULT_ELF_CAP)
 }
 
-pub fn audit_path_with_cap(
-    path: &Path,
-    target: Target,
-    cap: u64,
-) -> Result<AuditReport, AuditError> {
+pub fn audit_path_with_cap(path: &Path, target: Arch, cap: u64) -> Result<AuditReport, AuditError> {
     let cap = cap.max(64);
-    let meta = std::fs::metadata(path).map_err(|source| AuditError {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let meta = std::fs::metadata(path).map_err(|e| AuditError(PathError::new(path, e)))?;
     let mut report = AuditReport::empty(target);
     if !meta.is_dir() {
         let name = path.display().to_string();
@@ -266,38 +231,35 @@ const GOARCH: &[&str] = &[
 /// Go links a `.syso` object only when its file-name constraint (`x_GOOS_GOARCH.syso`,
 /// `x_GOARCH.syso`) matches the build, so Go source trees carry objects for every platform
 /// (`src/runtime/race/race_linux_amd64.syso`). Returns the platform when it is not the target's.
-fn go_object_for_other_platform(path: &str, target: Target) -> Option<String> {
+fn go_object_for_other_platform(path: &str, target: Arch) -> Option<String> {
     let name = path.rsplit(['/', '!']).next()?.strip_suffix(".syso")?;
     let mut parts = name.rsplit('_');
     let arch = parts.next().filter(|a| GOARCH.contains(a))?;
     let os = parts.next().filter(|o| GOOS.contains(o));
-    let want = match target {
-        Target::Armv6l => "arm",
-        Target::Arm64 => "arm64",
-    };
+    let want = target.goarch();
     let platform = os.map_or(arch.to_string(), |os| format!("{os}/{arch}"));
     (arch != want || os.is_some_and(|os| os != "linux")).then_some(platform)
 }
 
 /// The policy: can this binary run on the target?
-pub fn judge(info: &ElfInfo, target: Target, header_only: bool) -> (Severity, String) {
+pub fn judge(info: &ElfInfo, target: Arch, header_only: bool) -> (Severity, String) {
     use Severity::*;
     let go = info.go.as_ref();
     match target {
-        Target::Arm64 => {
-            if info.machine != "aarch64" {
+        Arch::Arm64 | Arch::Amd64 => {
+            if info.machine != elf::machine_name(target.e_machine()) {
                 return (
                     Error,
-                    format!("{} code cannot run on arm64", describe_machine(info)),
+                    format!("{} code cannot run on {target}", describe_machine(info)),
                 );
             }
             if let Some(arch) = go.and_then(|g| g.goarch.as_deref())
-                && arch != "arm64"
+                && arch != target.goarch()
             {
                 return (Error, format!("Go binary built for GOARCH={arch}"));
             }
         }
-        Target::Armv6l => {
+        Arch::Armv6l => {
             if !info.is_arm32() {
                 return (
                     Error,
@@ -309,7 +271,7 @@ pub fn judge(info: &ElfInfo, target: Target, header_only: bool) -> (Severity, St
             }
             if let Some(g) = go {
                 match (g.goarch.as_deref(), g.goarm) {
-                    (Some(a), _) if a != "arm" => {
+                    (Some(a), _) if a != target.goarch() => {
                         return (Error, format!("Go binary built for GOARCH={a}"));
                     }
                     (Some(_), Some(v)) if v >= 7 => {
@@ -376,7 +338,7 @@ fn describe_machine(info: &ElfInfo) -> String {
 }
 
 impl AuditReport {
-    fn empty(target: Target) -> Self {
+    fn empty(target: Arch) -> Self {
         Self {
             target,
             files: 0,

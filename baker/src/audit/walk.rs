@@ -160,24 +160,14 @@ impl<S: Sink> Walker<'_, S> {
         let _ = io::copy(r, &mut io::sink());
     }
 
-    /// Reads with the `tar` crate, not `archive::walk`: the audit never writes anything, so
+    /// Reads with `archive::scan`, not `archive::walk`: the audit never writes anything, so
     /// it must see through archives an extractor rightly refuses (root-file-system layers with
     /// absolute symlinks or device nodes) instead of giving up on all the code inside them.
     fn tar(&mut self, prefix: &str, r: impl BufRead, depth: usize) -> Result<(), Unread> {
-        let broken = |e: io::Error| Unread::Broken(format!("tar: {e}"));
-        let mut ar = tar::Archive::new(archive::open_maybe_gzip(r).map_err(broken)?);
-        for entry in ar.entries().map_err(broken)? {
-            let mut entry = entry.map_err(broken)?;
-            if !entry.header().entry_type().is_file() {
-                continue;
-            }
-            let raw = entry.path_bytes();
-            let name = String::from_utf8_lossy(&raw);
-            let name = name.trim_start_matches("./").trim_start_matches('/');
-            let path = format!("{prefix}{name}");
-            self.visit(&path, &mut entry, depth);
-        }
-        Ok(())
+        archive::scan(r, |name, data| {
+            self.visit(&format!("{prefix}{name}"), data, depth);
+        })
+        .map_err(|e| Unread::Broken(format!("tar: {e}")))
     }
 
     fn zip(&mut self, prefix: &str, r: &mut dyn Read, depth: usize) -> Result<(), Unread> {

@@ -4,13 +4,16 @@
 //! use, so a partial or corrupt entry is ignored rather than restored.
 
 use std::fs::{self, File};
-use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use pifoundry_util::PathError;
+use pifoundry_util::error::at;
+use pifoundry_util::hash::hash_file;
+use pifoundry_util::tool;
 use serde::{Deserialize, Serialize};
 
-use super::BakeError;
+use super::stages::StageError;
 
 const SNAPSHOT: &str = "rootfs.tar.zst";
 const META: &str = "meta.json";
@@ -45,8 +48,8 @@ impl StageCache {
         base.join("pifoundry").join("stages")
     }
 
-    pub fn open(dir: &Path) -> Result<Self, BakeError> {
-        fs::create_dir_all(dir).map_err(|e| BakeError::io(dir, e))?;
+    pub fn open(dir: &Path) -> Result<Self, PathError> {
+        fs::create_dir_all(dir).map_err(at(dir))?;
         Ok(Self {
             dir: dir.to_path_buf(),
         })
@@ -70,8 +73,8 @@ impl StageCache {
             tracing::warn!("stage cache: ignoring damaged entry {}", dir.display());
             return None;
         }
-        match sha256_file(&snap) {
-            Ok(sum) if sum == meta.sha256 => Some(snap),
+        match hash_file(&snap) {
+            Ok((sum, _)) if sum == meta.sha256 => Some(snap),
             _ => {
                 tracing::warn!("stage cache: ignoring corrupt entry {}", dir.display());
                 None
@@ -86,25 +89,26 @@ impl StageCache {
         stage: &str,
         kind: &str,
         rootfs: &Path,
-    ) -> Result<(), BakeError> {
+    ) -> Result<(), StageError> {
         let tmp = tempfile::Builder::new()
             .prefix(".store-")
             .tempdir_in(&self.dir)
-            .map_err(|e| BakeError::io(&self.dir, e))?;
+            .map_err(at(&self.dir))?;
         let snap = tmp.path().join(SNAPSHOT);
         snapshot(rootfs, &snap)?;
+        let (sha256, size) = hash_file(&snap)?;
         let meta = Meta {
             key: key.into(),
             stage: stage.into(),
             kind: kind.into(),
-            size: fs::metadata(&snap)
-                .map_err(|e| BakeError::io(&snap, e))?
-                .len(),
-            sha256: sha256_file(&snap).map_err(|e| BakeError::io(&snap, e))?,
+            size,
+            sha256,
         };
         let meta_path = tmp.path().join(META);
-        crate::atomic::write(&meta_path, &serde_json::to_vec_pretty(&meta).expect("meta"))
-            .map_err(|e| BakeError::io(&meta_path, e))?;
+        pifoundry_util::atomic::write(
+            &meta_path,
+            &serde_json::to_vec_pretty(&meta).expect("meta"),
+        )?;
         let dest = self.entry(key);
         if dest.exists() {
             // a damaged entry that `lookup` refused, or a concurrent bake that won the race
@@ -113,7 +117,7 @@ impl StageCache {
         let kept = tmp.keep();
         fs::rename(&kept, &dest).map_err(|e| {
             let _ = fs::remove_dir_all(&kept);
-            BakeError::io(&dest, e)
+            StageError::Io(PathError::new(&dest, e))
         })
     }
 }
@@ -122,76 +126,43 @@ impl StageCache {
 /// busy): zstd -1 3.7 s / 159 MB, zstd -3 6.7 s / 140 MB, plain tar 5.6 s / 400 MB,
 /// gzip -1 16 s / 164 MB; restoring from zstd is I/O-bound. Numeric owners, xattrs (file capabilities),
 /// device nodes and hard links survive, which the tar crate's unpacker does not promise.
-fn snapshot(rootfs: &Path, dest: &Path) -> Result<(), BakeError> {
-    let out = File::create(dest).map_err(|e| BakeError::io(dest, e))?;
-    let mut tar = Command::new("tar")
-        .args([
-            "--create",
-            "--numeric-owner",
-            "--xattrs",
-            "--xattrs-include=*",
-            "--sort=name",
-        ])
-        .arg("--directory")
-        .arg(rootfs)
-        .arg(".")
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| BakeError::msg(format!("cannot run tar: {e}")))?;
-    let zstd = Command::new("zstd")
-        .args(["-q", "-1", "-T0", "-c"])
-        .stdin(tar.stdout.take().expect("piped"))
-        .stdout(out)
-        .status()
-        .map_err(|e| BakeError::msg(format!("cannot run zstd: {e}")))?;
-    let tar = tar
-        .wait()
-        .map_err(|e| BakeError::msg(format!("tar: {e}")))?;
-    if !tar.success() || !zstd.success() {
-        return Err(BakeError::msg(format!(
-            "snapshot of {} failed (tar {tar}, zstd {zstd})",
-            rootfs.display()
-        )));
-    }
+fn snapshot(rootfs: &Path, dest: &Path) -> Result<(), StageError> {
+    let out = File::create(dest).map_err(at(dest))?;
+    tool::pipe(
+        Command::new("tar")
+            .args([
+                "--create",
+                "--numeric-owner",
+                "--xattrs",
+                "--xattrs-include=*",
+                "--sort=name",
+            ])
+            .arg("--directory")
+            .arg(rootfs)
+            .arg("."),
+        Command::new("zstd")
+            .args(["-q", "-1", "-T0", "-c"])
+            .stdout(out),
+    )?;
     Ok(())
 }
 
 /// Unpacks a snapshot into an empty `rootfs` directory.
-pub fn restore(snapshot: &Path, rootfs: &Path) -> Result<(), BakeError> {
-    fs::create_dir_all(rootfs).map_err(|e| BakeError::io(rootfs, e))?;
-    let mut zstd = Command::new("zstd")
-        .args(["-q", "-d", "-c"])
-        .arg(snapshot)
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| BakeError::msg(format!("cannot run zstd: {e}")))?;
-    let tar = Command::new("tar")
-        .args([
-            "--extract",
-            "--numeric-owner",
-            "--same-permissions",
-            "--same-owner",
-            "--xattrs",
-            "--xattrs-include=*",
-        ])
-        .arg("--directory")
-        .arg(rootfs)
-        .stdin(zstd.stdout.take().expect("piped"))
-        .status()
-        .map_err(|e| BakeError::msg(format!("cannot run tar: {e}")))?;
-    let zstd = zstd
-        .wait()
-        .map_err(|e| BakeError::msg(format!("zstd: {e}")))?;
-    if !tar.success() || !zstd.success() {
-        return Err(BakeError::msg(format!(
-            "restoring {} failed (zstd {zstd}, tar {tar})",
-            snapshot.display()
-        )));
-    }
+pub fn restore(snapshot: &Path, rootfs: &Path) -> Result<(), StageError> {
+    fs::create_dir_all(rootfs).map_err(at(rootfs))?;
+    tool::pipe(
+        Command::new("zstd").args(["-q", "-d", "-c"]).arg(snapshot),
+        Command::new("tar")
+            .args([
+                "--extract",
+                "--numeric-owner",
+                "--same-permissions",
+                "--same-owner",
+                "--xattrs",
+                "--xattrs-include=*",
+            ])
+            .arg("--directory")
+            .arg(rootfs),
+    )?;
     Ok(())
-}
-
-/// sha256 hex of a file's contents.
-pub fn sha256_file(path: &Path) -> io::Result<String> {
-    crate::fetch::hash_file(path).map(|(sha256, _len)| sha256)
 }

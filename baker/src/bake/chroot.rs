@@ -11,9 +11,10 @@ use std::process::Command;
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+use pifoundry_util::Arch;
+use pifoundry_util::error::at;
 
-use super::BakeError;
-use crate::recipe::stemcell::Arch;
+use super::stages::StageError;
 
 /// Mounts that live as long as this value.
 pub struct Mounts {
@@ -21,12 +22,17 @@ pub struct Mounts {
 }
 
 impl Mounts {
-    pub fn new(rootfs: &Path) -> Result<Self, BakeError> {
+    pub fn new(rootfs: &Path) -> Result<Self, StageError> {
         let mut m = Mounts { points: Vec::new() };
-        let mnt = |target: &Path, fstype: &str, flags: MsFlags, data: Option<&str>| {
-            fs::create_dir_all(target).map_err(|e| BakeError::io(target, e))?;
-            mount(Some(fstype), target, Some(fstype), flags, data)
-                .map_err(|e| BakeError::msg(format!("mount {fstype} on {}: {e}", target.display())))
+        let mnt = |target: &Path, fstype: &'static str, flags: MsFlags, data: Option<&str>| {
+            fs::create_dir_all(target).map_err(at(target))?;
+            mount(Some(fstype), target, Some(fstype), flags, data).map_err(|error| {
+                StageError::Sys {
+                    what: fstype,
+                    path: target.to_path_buf(),
+                    error,
+                }
+            })
         };
         let safe = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
         let proc_ = rootfs.join("proc");
@@ -58,10 +64,14 @@ impl Mounts {
                 Mode::from_bits_truncate(0o666),
                 makedev(major, minor),
             )
-            .map_err(|e| BakeError::msg(format!("mknod {}: {e}", p.display())))?;
+            .map_err(|error| StageError::Sys {
+                what: "mknod",
+                path: p.clone(),
+                error,
+            })?;
         }
         for d in ["pts", "shm"] {
-            fs::create_dir_all(dev.join(d)).map_err(|e| BakeError::io(&dev, e))?;
+            fs::create_dir_all(dev.join(d)).map_err(at(&dev))?;
         }
         Ok(m)
     }
@@ -112,10 +122,11 @@ pub fn run(
     source_date_epoch: u64,
     script: &str,
     log: &Path,
-) -> Result<(), BakeError> {
+) -> Result<(), StageError> {
     let _mounts = Mounts::new(rootfs)?;
     let mut cmd = Command::new("chroot");
     cmd.arg(rootfs).args(["/bin/sh", "-ec", script]);
     target_env(&mut cmd, arch, source_date_epoch);
-    super::run_logged(&mut cmd, log)
+    pifoundry_util::tool::run_logged(&mut cmd, log)?;
+    Ok(())
 }

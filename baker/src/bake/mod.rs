@@ -1,64 +1,70 @@
 //! The bake engine: runs a stemcell recipe's stages in order, each from the stage cache
-//! when its key (its definition, its inputs and the previous key) is unchanged.
+//! when its key (its definition, its inputs and the previous key) is unchanged. What a stage
+//! kind is and does lives in [`stages`], one file per kind.
 
-pub mod blobs;
 pub mod cache;
 pub mod chroot;
 mod key;
-mod stages;
+pub mod stages;
 mod workdir;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use pifoundry_util::PathError;
+use pifoundry_util::error::at;
 use serde::Serialize;
 
-pub use blobs::Blobs;
 use cache::StageCache;
+use stages::{Ctx, Stage, StageError};
 
-use crate::recipe::stemcell::{RecipeError, Stage, StemcellRecipe};
+use crate::blobs::BlobError;
+pub use crate::blobs::Blobs;
+use crate::recipe::RecipeError;
+use crate::recipe::stemcell::StemcellRecipe;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BakeError {
     #[error(transparent)]
     Recipe(#[from] RecipeError),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("stage `{stage}` ({kind}): {message}")]
+    #[error(transparent)]
+    Io(#[from] PathError),
+    #[error("stage `{stage}` ({kind}): {error}")]
     Stage {
         stage: String,
         kind: &'static str,
-        message: String,
+        error: Box<StageError>,
     },
     #[error(
-        "stage `{stage}`: blob `{key}` is not available ({reason}); record it with `baker lock add {key} <url>` or point PIFOUNDRY_MIRROR at a mirror that holds it"
+        "stage `{stage}`: blob `{key}` is not available ({error}); record it with `baker lock add {key} <url>` or point PIFOUNDRY_MIRROR at a mirror that holds it"
     )]
     Blob {
         stage: String,
         key: String,
-        reason: String,
+        error: Box<BlobError>,
     },
     #[error("--from {0}: no such stage in the recipe (stages: {1})")]
     UnknownFrom(String, String),
-    #[error("{0}")]
-    Other(String),
+    #[error("interrupted before stage `{0}`")]
+    Interrupted(String),
 }
 
 impl BakeError {
-    pub fn io(path: &Path, source: std::io::Error) -> Self {
-        BakeError::Io {
-            path: path.to_path_buf(),
-            source,
+    /// `error` as it happened in `stage`; a blob that is not there says how to get it.
+    pub fn in_stage(stage: &Stage, error: StageError) -> Self {
+        match error {
+            StageError::Blob { key, error } => BakeError::Blob {
+                stage: stage.name().into(),
+                key,
+                error,
+            },
+            error => BakeError::Stage {
+                stage: stage.name().into(),
+                kind: stage.kind(),
+                error: Box::new(error),
+            },
         }
-    }
-    pub fn msg(m: impl Into<String>) -> Self {
-        BakeError::Other(m.into())
     }
 }
 
@@ -106,19 +112,6 @@ impl BakeReport {
             .map(|s| s.name.as_str())
             .collect()
     }
-}
-
-/// Everything a stage may touch.
-pub struct Ctx<'a> {
-    pub recipe: &'a StemcellRecipe,
-    pub project_root: &'a Path,
-    pub rootfs: &'a Path,
-    /// Private scratch space of this bake.
-    pub work: &'a Path,
-    pub out: &'a Path,
-    pub blobs: &'a dyn Blobs,
-    pub log: PathBuf,
-    pub stemcell: Option<PathBuf>,
 }
 
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -176,19 +169,25 @@ pub fn bake(
 
     // fail before the long stages, not after them
     for stage in &recipe.stages[first..] {
-        stages::preflight(stage, blobs)?;
+        for key in stage.def().blobs() {
+            blobs.get(key).map_err(|error| BakeError::Blob {
+                stage: stage.name().into(),
+                key: key.into(),
+                error: Box::new(error),
+            })?;
+        }
     }
 
-    fs::create_dir_all(&opts.out_dir).map_err(|e| BakeError::io(&opts.out_dir, e))?;
+    fs::create_dir_all(&opts.out_dir).map_err(at(&opts.out_dir))?;
     let logs = opts.out_dir.join("logs");
-    fs::create_dir_all(&logs).map_err(|e| BakeError::io(&logs, e))?;
+    fs::create_dir_all(&logs).map_err(at(&logs))?;
     workdir::sweep(cache.dir());
     let work = workdir::WorkDir::new(cache.dir())?;
     let rootfs = work.path().join("rootfs");
     let mut reports = Vec::new();
     if let Some((i, snap)) = &hit {
         let t = Instant::now();
-        cache::restore(snap, &rootfs)?;
+        cache::restore(snap, &rootfs).map_err(|e| BakeError::in_stage(&recipe.stages[*i], e))?;
         tracing::info!(
             "[{}/{}] {} ({}): cached, restored in {:.1}s",
             i + 1,
@@ -208,7 +207,8 @@ pub fn bake(
         }
     }
     let mut ctx = Ctx {
-        recipe,
+        header: recipe.header(),
+        audit: &recipe.audit,
         project_root: &opts.project_root,
         rootfs: &rootfs,
         work: work.path(),
@@ -219,10 +219,7 @@ pub fn bake(
     };
     for (i, stage) in recipe.stages.iter().enumerate().skip(first) {
         if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(BakeError::msg(format!(
-                "interrupted before stage `{}`",
-                stage.name()
-            )));
+            return Err(BakeError::Interrupted(stage.name().into()));
         }
         let t = Instant::now();
         tracing::info!(
@@ -233,16 +230,12 @@ pub fn bake(
             stage.kind()
         );
         ctx.log = logs.join(format!("{:02}-{}.log", i + 1, stage.name()));
-        stages::run(stage, &mut ctx).map_err(|e| match e {
-            BakeError::Other(message) => BakeError::Stage {
-                stage: stage.name().into(),
-                kind: stage.kind(),
-                message,
-            },
-            e => e,
-        })?;
+        let in_stage = |e| BakeError::in_stage(stage, e);
+        stage.def().run(&mut ctx).map_err(in_stage)?;
         if stage.mutates_rootfs() {
-            cache.store(&keys[i], stage.name(), stage.kind(), &rootfs)?;
+            cache
+                .store(&keys[i], stage.name(), stage.kind(), &rootfs)
+                .map_err(in_stage)?;
         }
         let seconds = t.elapsed().as_secs_f64();
         tracing::info!(
@@ -267,38 +260,6 @@ pub fn bake(
         seconds: started.elapsed().as_secs_f64(),
     };
     let path = opts.out_dir.join("bake-report.json");
-    crate::atomic::write(&path, &serde_json::to_vec_pretty(&report).expect("report"))
-        .map_err(|e| BakeError::io(&path, e))?;
+    pifoundry_util::atomic::write(&path, &serde_json::to_vec_pretty(&report).expect("report"))?;
     Ok(report)
-}
-
-/// Runs a host command with stdout and stderr appended to `log`; on failure the error
-/// carries the log's last lines.
-pub fn run_logged(cmd: &mut Command, log: &Path) -> Result<(), BakeError> {
-    use std::io::Write;
-    let mut file = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(|e| BakeError::io(log, e))?;
-    let _ = writeln!(file, "$ {cmd:?}");
-    let err = file.try_clone().map_err(|e| BakeError::io(log, e))?;
-    let status = cmd
-        .stdin(Stdio::null())
-        .stdout(file)
-        .stderr(err)
-        .status()
-        .map_err(|e| BakeError::msg(format!("cannot run {:?}: {e}", cmd.get_program())))?;
-    if status.success() {
-        return Ok(());
-    }
-    let tail: Vec<String> = fs::File::open(log)
-        .map(|f| BufReader::new(f).lines().map_while(Result::ok).collect())
-        .unwrap_or_default();
-    let tail = tail[tail.len().saturating_sub(8)..].join("\n  ");
-    Err(BakeError::msg(format!(
-        "{:?} failed ({status}); log {}:\n  {tail}",
-        cmd.get_program(),
-        log.display()
-    )))
 }

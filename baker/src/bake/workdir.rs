@@ -7,8 +7,10 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use nix::mount::{MntFlags, umount2};
+use pifoundry_util::PathError;
+use pifoundry_util::error::at;
 
-use super::{BakeError, chroot};
+use super::chroot;
 
 const LOCK: &str = ".lock";
 
@@ -18,14 +20,14 @@ pub struct WorkDir {
 }
 
 impl WorkDir {
-    pub fn new(parent: &Path) -> Result<Self, BakeError> {
+    pub fn new(parent: &Path) -> Result<Self, PathError> {
         let dir = tempfile::Builder::new()
             .prefix(".work-")
             .tempdir_in(parent)
-            .map_err(|e| BakeError::io(parent, e))?;
+            .map_err(at(parent))?;
         let lock_path = dir.path().join(LOCK);
-        let lock = File::create(&lock_path).map_err(|e| BakeError::io(&lock_path, e))?;
-        lock.lock().map_err(|e| BakeError::io(&lock_path, e))?;
+        let lock = File::create(&lock_path).map_err(at(&lock_path))?;
+        lock.lock().map_err(at(&lock_path))?;
         Ok(WorkDir {
             dir: Some(dir),
             _lock: lock,

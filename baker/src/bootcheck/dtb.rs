@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use crate::image::tool;
+use pifoundry_util::tool;
 
 use super::BootError;
 
@@ -16,7 +16,7 @@ const PM_NODE: &str = "/soc/watchdog@7e100000";
 /// Writes to `dest` a copy of the Pi Zero / Pi 1 device tree `src` that boots under QEMU.
 /// Patching an already patched tree gives the same bytes.
 pub fn patch_for_qemu(src: &Path, dest: &Path) -> Result<(), BootError> {
-    fs::copy(src, dest).map_err(|e| BootError::io(src, e))?;
+    fs::copy(src, dest).map_err(pifoundry_util::error::at(src))?;
     let node = tool::run(
         Command::new("fdtget")
             .arg("-t")

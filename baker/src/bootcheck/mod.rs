@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 pub use console::Console;
 pub use qemu::Qemu;
 
-use crate::image::ToolError;
+use pifoundry_util::PathError;
+use pifoundry_util::tool::ToolError;
 
 /// Printed by the agent stand-in (and expected by default) when the agent starts.
 pub const AGENT_MARKER: &str = "PIFOUNDRY-AGENT-STARTED";
@@ -31,11 +32,8 @@ pub const SD_APPEND: &str =
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
     #[error("{}: {message}", path.display())]
     Input { path: PathBuf, message: String },
     #[error(transparent)]
@@ -68,15 +66,6 @@ pub enum BootError {
     QemuExit { status: String, tail: String },
     #[error("boot check failed: {0}")]
     Check(String),
-}
-
-impl BootError {
-    fn io(path: &Path, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
 }
 
 /// What to boot and how.
@@ -149,7 +138,7 @@ impl BootSpec {
 
 fn find_one(dir: &Path, pred: impl Fn(&str) -> bool, what: &str) -> Result<PathBuf, BootError> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| BootError::io(dir, e))?
+        .map_err(pifoundry_util::error::at(dir))?
         .filter_map(Result::ok)
         .filter(|e| pred(&e.file_name().to_string_lossy()))
         .map(|e| e.path())

@@ -38,7 +38,8 @@ impl Qemu {
                 });
             }
         }
-        let scratch = tempfile::tempdir().map_err(|e| BootError::io(&std::env::temp_dir(), e))?;
+        let scratch =
+            tempfile::tempdir().map_err(pifoundry_util::error::at(&std::env::temp_dir()))?;
         let dtb = scratch.path().join("qemu.dtb");
         dtb::patch_for_qemu(&spec.dtb, &dtb)?;
 
@@ -84,7 +85,7 @@ impl Qemu {
         }
         cmd.args(&spec.extra_args);
         let log = match &spec.serial_log {
-            Some(p) => Some(File::create(p).map_err(|e| BootError::io(p, e))?),
+            Some(p) => Some(File::create(p).map_err(pifoundry_util::error::at(p))?),
             None => None,
         };
         let mut child = cmd

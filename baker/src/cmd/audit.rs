@@ -6,16 +6,17 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
+use pifoundry_util::Arch;
 
-use crate::audit::{self, Target};
+use crate::audit;
 
 #[derive(Args, Debug)]
 pub struct AuditArgs {
     /// Release tarball, blob archive, directory tree or single file
     pub path: PathBuf,
     /// Target the binaries must run on: armv6l or arm64
-    #[arg(long)]
-    pub arch: Target,
+    #[arg(long, value_parser = Arch::parse_pi)]
+    pub arch: Arch,
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,

@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 
+use pifoundry_util::{Arch, arch};
+
+use crate::blobs_lock::{self, BlobsLock, KEY, LockEntry};
 use crate::fetch::{FetchOptions, Fetcher};
-use crate::lock::{self, Arch, Lock, LockEntry};
 
 /// Where blobs are cached.
 #[derive(Args, Debug, Clone)]
@@ -65,8 +67,9 @@ pub enum LockCommand {
         /// Where to download it: file://, http:// or https://
         url: String,
         /// What the blob runs on: armv6l, arm64, amd64 or any
-        #[arg(long, default_value = "any")]
-        arch: Arch,
+        #[arg(long, default_value = "any", value_parser = arch::parse_or_any)]
+        // spelled out: clap would make a bare `Option` an optional argument
+        arch: ::std::option::Option<Arch>,
         /// What upstream blob it replaces, or what it is for
         #[arg(long)]
         replaces: Option<String>,
@@ -81,7 +84,7 @@ pub enum LockCommand {
 #[derive(Args, Debug)]
 pub struct LockArgs {
     /// The lock file
-    #[arg(long, global = true, default_value = lock::LOCK_FILE)]
+    #[arg(long, global = true, default_value = blobs_lock::LOCK_FILE)]
     pub lock: PathBuf,
     #[command(subcommand)]
     pub command: LockCommand,
@@ -92,7 +95,7 @@ pub struct FetchCmd {
     /// Keys to fetch (default: every entry of the lock)
     pub keys: Vec<String>,
     /// The lock file
-    #[arg(long, default_value = lock::LOCK_FILE)]
+    #[arg(long, default_value = blobs_lock::LOCK_FILE)]
     pub lock: PathBuf,
     #[command(flatten)]
     pub fetch: FetchArgs,
@@ -108,8 +111,8 @@ pub fn lock(args: LockArgs) -> Result<()> {
             force,
             cache,
         } => {
-            lock::valid_key(&key).map_err(anyhow::Error::msg)?;
-            let mut lock = Lock::load_or_empty(&args.lock)?;
+            KEY.check(&key)?;
+            let mut lock = BlobsLock::load_or_empty(&args.lock)?;
             if lock.contains(&key) && !force {
                 bail!(
                     "{}: blob {key:?} already exists (pass --force to replace it)",
@@ -140,7 +143,7 @@ pub fn lock(args: LockArgs) -> Result<()> {
 }
 
 pub fn fetch(args: FetchCmd) -> Result<()> {
-    let lock = Lock::load(&args.lock)?;
+    let lock = BlobsLock::load(&args.lock)?;
     let entries: Vec<&LockEntry> = if args.keys.is_empty() {
         lock.entries().collect()
     } else {

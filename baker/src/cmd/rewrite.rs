@@ -1,47 +1,16 @@
 //! `rewrite-release`.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
 use crate::audit;
+use crate::blobs::{LocalBlobs, LockedBlobs, Overridden};
 use crate::cmd::blobs::FetchArgs;
-use crate::fetch::Fetcher;
-use crate::lock::Lock;
-use crate::recipe::release::{ReleaseRecipe, Target};
+use crate::recipe::release::ReleaseRecipe;
 use crate::release;
-use crate::rewrite::{self, BlobSource, LocalBlobs, LockBlobs, LockedBlob, Summary};
-
-/// `--blob KEY=FILE` overrides first, then `blobs.lock` through the cache (opened only when
-/// a key is not overridden).
-struct CliBlobs<'a> {
-    local: LocalBlobs,
-    lock_path: &'a Path,
-    fetch: &'a FetchArgs,
-    target: Target,
-    opened: std::sync::OnceLock<Result<(Lock, Fetcher), String>>,
-}
-
-impl BlobSource for CliBlobs<'_> {
-    fn blob(&self, key: &str) -> Result<LockedBlob, String> {
-        if self.local.0.contains_key(key) {
-            return self.local.blob(key);
-        }
-        let opened = self.opened.get_or_init(|| {
-            let lock = Lock::load(self.lock_path).map_err(|e| e.to_string())?;
-            let fetcher = Fetcher::new(self.fetch.options()).map_err(|e| e.to_string())?;
-            Ok((lock, fetcher))
-        });
-        let (lock, fetcher) = opened.as_ref().map_err(Clone::clone)?;
-        LockBlobs {
-            lock,
-            fetcher,
-            target: self.target,
-        }
-        .blob(key)
-    }
-}
+use crate::rewrite::{self, Summary};
 
 /// Parses `KEY=FILE` blob arguments.
 pub fn local_blobs(args: &[String]) -> Result<LocalBlobs> {
@@ -71,7 +40,7 @@ pub struct RewriteArgs {
     #[arg(long = "blob", value_name = "KEY=FILE")]
     pub blobs: Vec<String>,
     /// The lock file
-    #[arg(long, default_value = crate::lock::LOCK_FILE)]
+    #[arg(long, default_value = crate::blobs_lock::LOCK_FILE)]
     pub lock: PathBuf,
     #[command(flatten)]
     pub fetch: FetchArgs,
@@ -100,12 +69,10 @@ pub fn run(a: &RewriteArgs) -> Result<String> {
     } = a;
     let (json, no_audit, strict) = (*json, *no_audit, *strict);
     let (recipe, rules) = ReleaseRecipe::load(recipe)?;
-    let blobs = CliBlobs {
+    // `--blob KEY=FILE` first, then blobs.lock through the cache, read only for other keys
+    let blobs = Overridden {
         local: local_blobs(blobs)?,
-        lock_path: lock,
-        fetch,
-        target: recipe.target,
-        opened: std::sync::OnceLock::new(),
+        fallback: LockedBlobs::lazy(lock, fetch.options()).for_target(recipe.target),
     };
     let out = match out {
         Some(o) => o.clone(),
@@ -122,12 +89,7 @@ pub fn run(a: &RewriteArgs) -> Result<String> {
     let audit = if no_audit {
         None
     } else {
-        let target = recipe
-            .target
-            .to_string()
-            .parse()
-            .map_err(anyhow::Error::msg)?;
-        Some(audit::audit_path(&out, target)?)
+        Some(audit::audit_path(&out, recipe.target)?)
     };
     if let Some(report) = audit.as_ref().filter(|r| strict && r.errors() > 0) {
         std::fs::remove_file(&out).with_context(|| out.display().to_string())?;

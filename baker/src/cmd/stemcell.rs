@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
-use crate::bake::{self, BakeOptions, blobs::LockedBlobs, cache::StageCache};
+use crate::bake::{self, BakeOptions, cache::StageCache};
+use crate::blobs::LockedBlobs;
+use crate::blobs_lock::LOCK_FILE;
+use crate::fetch::FetchOptions;
 use crate::recipe::stemcell::StemcellRecipe;
 
 pub fn bake(
@@ -16,7 +19,7 @@ pub fn bake(
 ) -> Result<String> {
     let r = StemcellRecipe::load(recipe)?;
     let project_root = bake::project_root_of(recipe);
-    let blobs = LockedBlobs::load(&project_root)?;
+    let blobs = LockedBlobs::load(&project_root.join(LOCK_FILE), FetchOptions::from_env())?;
     let opts = BakeOptions {
         project_root,
         recipe_path: recipe.to_path_buf(),

@@ -4,11 +4,11 @@
 //! that lives under `<cache-dir>/blobs/tmp/` (same file system), so the cache never holds a
 //! partial or unverified blob.
 
-use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use pifoundry_util::atomic;
+use pifoundry_util::hash::{Algo, HashingWriter};
 use tempfile::NamedTempFile;
 
 use super::FetchError;
@@ -86,11 +86,10 @@ impl Cache {
             .prefix("download.")
             .tempfile_in(&dir)
             .map_err(|e| cache_err(&dir, e))?;
-        Ok(Staged {
-            out: BufWriter::with_capacity(1 << 20, file),
-            hasher: Sha256::new(),
-            len: 0,
-        })
+        Ok(Staged(HashingWriter::new(
+            BufWriter::with_capacity(1 << 20, file),
+            &[Algo::Sha256],
+        )))
     }
 
     /// Moves a verified download into place.
@@ -99,70 +98,47 @@ impl Cache {
         let parent = dest.parent().expect("blob path has a parent");
         std::fs::create_dir_all(parent).map_err(|e| cache_err(parent, e))?;
         let file = staged
-            .out
+            .0
+            .inner
             .into_inner()
             .map_err(|e| cache_err(&dest, e.into_error()))?;
-        file.as_file().sync_all().map_err(|e| cache_err(&dest, e))?;
-        file.persist(&dest).map_err(|e| cache_err(&dest, e.error))?;
+        atomic::persist(file, &dest).map_err(|e| cache_err(&e.path, e.error))?;
         Ok(dest)
     }
 }
 
 /// A download in progress: bytes are hashed and counted as they are written.
-pub struct Staged {
-    out: BufWriter<NamedTempFile>,
-    hasher: Sha256,
-    len: u64,
-}
+pub struct Staged(HashingWriter<BufWriter<NamedTempFile>>);
 
 impl Staged {
     pub fn len(&self) -> u64 {
-        self.len
+        self.0.count
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.0.count == 0
     }
 
     /// Lower-case hex sha256 of everything written so far.
     pub fn digest(&self) -> String {
-        hex::encode(self.hasher.clone().finalize())
+        let d = self.0.hasher.clone().finish();
+        d.get(Algo::Sha256).unwrap_or_default().to_string()
     }
 }
 
 impl Write for Staged {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.out.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
+        self.0.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+        self.0.flush()
     }
 }
 
-/// Hashes a file: (sha256 hex, length).
-pub fn hash_file(path: &Path) -> io::Result<(String, u64)> {
-    let mut f = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut len = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        len += n as u64;
-    }
-    Ok((hex::encode(hasher.finalize()), len))
-}
-
-fn cache_err(path: &Path, source: io::Error) -> FetchError {
+fn cache_err(path: &Path, error: io::Error) -> FetchError {
     FetchError::Cache {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -177,10 +153,10 @@ mod tests {
         let cache = Cache::new(root.path());
         let tmp = root.path().join("blobs/tmp");
         std::fs::create_dir_all(&tmp).unwrap();
-        let old = File::create(tmp.join("download.old")).unwrap();
+        let old = std::fs::File::create(tmp.join("download.old")).unwrap();
         old.set_modified(SystemTime::now() - Duration::from_secs(3 * 86400))
             .unwrap();
-        File::create(tmp.join("download.live")).unwrap();
+        std::fs::File::create(tmp.join("download.live")).unwrap();
         assert_eq!(cache.sweep_stale(Duration::from_secs(86400)), 1);
         assert!(tmp.join("download.live").exists());
         assert!(!tmp.join("download.old").exists());

@@ -6,9 +6,9 @@
 //! it is handed out, so a corrupted cache is detected and refetched.
 //!
 //! ```no_run
-//! # use baker::{fetch::{Fetcher, FetchOptions}, lock::Lock};
+//! # use baker::{fetch::{Fetcher, FetchOptions}, blobs_lock::BlobsLock};
 //! # fn main() -> anyhow::Result<()> {
-//! let lock = Lock::load("blobs.lock".as_ref())?;
+//! let lock = BlobsLock::load("blobs.lock".as_ref())?;
 //! let fetcher = Fetcher::new(FetchOptions::from_env())?;
 //! let go = fetcher.ensure_key(&lock, "go-1.25.4-linux-armv6l")?;
 //! # Ok(()) }
@@ -25,10 +25,10 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 
-pub use cache::{CACHE_ENV, Cache, hash_file, resolve_cache_dir};
-pub use source::{MIRROR_ENV, Mirror};
+pub use cache::{CACHE_ENV, Cache, resolve_cache_dir};
+pub use source::{BadMirror, MIRROR_ENV, Mirror};
 
-use crate::lock::{Lock, LockEntry};
+use crate::blobs_lock::{BlobsLock, LockEntry};
 use source::{Opener, SourceError};
 
 #[derive(Debug, thiserror::Error)]
@@ -63,19 +63,19 @@ pub enum FetchError {
         msg: String,
         attempts: u32,
     },
-    #[error("blob cache {path}: {source}")]
+    #[error("blob cache {}: {error}", path.display())]
     Cache {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(
         "cannot find a cache directory: set XDG_CACHE_HOME, HOME or PIFOUNDRY_CACHE_DIR, or pass --cache-dir"
     )]
     NoCacheDir,
-    #[error("{0}")]
-    BadMirror(String),
     #[error(transparent)]
-    Lock(#[from] crate::lock::LockError),
+    BadMirror(#[from] BadMirror),
+    #[error(transparent)]
+    Lock(#[from] crate::blobs_lock::BlobsLockError),
     #[error("{} blob(s) failed:\n  {}", .0.len(), .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n  "))]
     Many(Vec<FetchError>),
 }
@@ -144,12 +144,7 @@ pub struct Fetcher {
 impl Fetcher {
     pub fn new(opts: FetchOptions) -> Result<Self, FetchError> {
         let root = resolve_cache_dir(opts.cache_dir.as_deref())?;
-        let mirror = opts
-            .mirror
-            .as_deref()
-            .map(Mirror::parse)
-            .transpose()
-            .map_err(FetchError::BadMirror)?;
+        let mirror = opts.mirror.as_deref().map(Mirror::parse).transpose()?;
         let target = if opts.progress && std::io::stderr().is_terminal() {
             ProgressDrawTarget::stderr()
         } else {
@@ -209,7 +204,7 @@ impl Fetcher {
     }
 
     /// [`Fetcher::ensure`] by lock key: an unknown key is an error naming the lock file.
-    pub fn ensure_key(&self, lock: &Lock, key: &str) -> Result<PathBuf, FetchError> {
+    pub fn ensure_key(&self, lock: &BlobsLock, key: &str) -> Result<PathBuf, FetchError> {
         self.ensure(lock.get(key)?)
     }
 
@@ -257,9 +252,9 @@ impl Fetcher {
 
     /// Re-hashes a cached blob; a corrupt one is removed so that it gets fetched again.
     fn verify_cached(&self, entry: &LockEntry, path: &Path) -> Result<bool, FetchError> {
-        let (sha, len) = hash_file(path).map_err(|source| FetchError::Cache {
-            path: path.to_path_buf(),
-            source,
+        let (sha, len) = pifoundry_util::hash::hash_file(path).map_err(|e| FetchError::Cache {
+            path: e.path,
+            error: e.error,
         })?;
         if sha == entry.sha256 && entry.size.is_none_or(|s| s == len) {
             return Ok(true);
@@ -269,9 +264,9 @@ impl Fetcher {
             entry.key,
             path.display()
         );
-        std::fs::remove_file(path).map_err(|source| FetchError::Cache {
+        std::fs::remove_file(path).map_err(|error| FetchError::Cache {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Ok(false)
     }
@@ -334,7 +329,7 @@ impl Fetcher {
             };
             staged
                 .write_all(&buf[..n])
-                .map_err(|source| Attempt::Failed(cache_io(self, source)))?;
+                .map_err(|error| Attempt::Failed(cache_io(self, error)))?;
             if let Some(size) = expected_size
                 && staged.len() > size
             {
@@ -406,9 +401,9 @@ enum Attempt {
     Failed(FetchError),
 }
 
-fn cache_io(f: &Fetcher, source: std::io::Error) -> FetchError {
+fn cache_io(f: &Fetcher, error: std::io::Error) -> FetchError {
     FetchError::Cache {
         path: f.root.join("blobs").join("tmp"),
-        source,
+        error,
     }
 }

@@ -29,6 +29,14 @@ impl std::fmt::Display for SourceError {
     }
 }
 
+/// A `--mirror` / `PIFOUNDRY_MIRROR` value that is not a directory or URL.
+#[derive(Debug, thiserror::Error)]
+#[error("mirror {mirror:?}: {problem}")]
+pub struct BadMirror {
+    pub mirror: String,
+    pub problem: String,
+}
+
 /// A mirror holding blobs by content: `<mirror>/sha256/<hex>` or, the cache's own layout,
 /// `<mirror>/sha256/<hex[..2]>/<hex>` (so a cache's `blobs/` directory works as a mirror).
 #[derive(Debug, Clone)]
@@ -39,21 +47,25 @@ pub enum Mirror {
 
 impl Mirror {
     /// `DIR`, `file:///DIR` or an `http(s)://` base URL.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, BadMirror> {
+        let bad = |problem: String| BadMirror {
+            mirror: s.to_string(),
+            problem,
+        };
         if s.starts_with("http://") || s.starts_with("https://") {
             return Ok(Mirror::Url(s.trim_end_matches('/').to_string()));
         }
         if s.starts_with("file://") {
-            return file_url_path(s).map(Mirror::Dir);
+            return file_url_path(s)
+                .map(Mirror::Dir)
+                .ok_or_else(|| bad(not_a_file_url(s)));
         }
         if s.contains("://") {
-            return Err(format!(
-                "mirror {s:?}: expected a directory, file:// or http(s):// URL"
-            ));
+            return Err(bad("expected a directory, file:// or http(s):// URL".into()));
         }
         std::path::absolute(s)
             .map(Mirror::Dir)
-            .map_err(|e| format!("mirror {s:?}: {e}"))
+            .map_err(|e| bad(e.to_string()))
     }
 
     /// Candidate URLs for a blob, in lookup order.
@@ -79,11 +91,13 @@ impl Mirror {
     }
 }
 
-fn file_url_path(url: &str) -> Result<PathBuf, String> {
-    reqwest::Url::parse(url)
-        .ok()
-        .and_then(|u| u.to_file_path().ok())
-        .ok_or_else(|| format!("{url}: not a valid absolute file:// URL"))
+/// The path of an absolute `file://` URL.
+fn file_url_path(url: &str) -> Option<PathBuf> {
+    reqwest::Url::parse(url).ok()?.to_file_path().ok()
+}
+
+fn not_a_file_url(url: &str) -> String {
+    format!("{url}: not a valid absolute file:// URL")
 }
 
 /// Opens sources; holds one HTTP client, built on first use.
@@ -123,7 +137,7 @@ impl Opener {
 
     pub fn open(&self, url: &str) -> Result<Opened, SourceError> {
         if url.starts_with("file://") {
-            let path = file_url_path(url).map_err(SourceError::Fatal)?;
+            let path = file_url_path(url).ok_or_else(|| SourceError::Fatal(not_a_file_url(url)))?;
             return match File::open(&path) {
                 Ok(f) => {
                     let len = f.metadata().ok().map(|m| m.len());
@@ -145,7 +159,7 @@ impl Opener {
             .client()?
             .get(url)
             .send()
-            .map_err(|e| SourceError::Transient(error_chain(&e)))?;
+            .map_err(|e| SourceError::Transient(pifoundry_util::error::chain(&e)))?;
         let status = resp.status();
         if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
             return Err(SourceError::NotFound);
@@ -165,18 +179,6 @@ impl Opener {
             len,
         })
     }
-}
-
-/// reqwest hides the useful part ("connection refused") in the source chain.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        cur = s.source();
-    }
-    msg
 }
 
 #[cfg(test)]

@@ -11,7 +11,9 @@ use std::process::Command;
 
 use walkdir::WalkDir;
 
-use super::{ImageError, ImageSpec, Layout, tool};
+use pifoundry_util::tool;
+
+use super::{ImageError, ImageSpec, Layout};
 
 pub(super) fn make(img: &Path, layout: &Layout, spec: &ImageSpec) -> Result<(), ImageError> {
     tool::run(
@@ -67,7 +69,7 @@ pub(super) fn clamp_times(img: &Path, layout: &Layout, spec: &ImageSpec) -> Resu
         let meta = entry
             .path()
             .symlink_metadata()
-            .map_err(|e| ImageError::io(entry.path(), e))?;
+            .map_err(pifoundry_util::error::at(entry.path()))?;
         let mut fields = vec![("atime", epoch), ("ctime", epoch)];
         if meta.mtime() < 0 || meta.mtime() as u64 > epoch {
             fields.push(("mtime", epoch));
@@ -78,10 +80,11 @@ pub(super) fn clamp_times(img: &Path, layout: &Layout, spec: &ImageSpec) -> Resu
             writeln_script(&mut script, &path, field, &format!("@{value}"));
         }
     }
-    let cmds = tempfile::NamedTempFile::new().map_err(|e| ImageError::io(Path::new("/tmp"), e))?;
+    let cmds =
+        tempfile::NamedTempFile::new().map_err(pifoundry_util::error::at(&std::env::temp_dir()))?;
     cmds.as_file()
         .write_all(&script)
-        .map_err(|e| ImageError::io(cmds.path(), e))?;
+        .map_err(pifoundry_util::error::at(cmds.path()))?;
     let out = tool::run(
         Command::new("debugfs")
             .arg("-w")

@@ -9,7 +9,9 @@ use std::process::Command;
 
 use walkdir::WalkDir;
 
-use super::{ImageError, ImageSpec, Layout, tool};
+use pifoundry_util::tool;
+
+use super::{ImageError, ImageSpec, Layout};
 
 pub(super) fn format(img: &Path, layout: &Layout, spec: &ImageSpec) -> Result<(), ImageError> {
     // --invariant pins the remaining time-based fields; -i after it sets our volume id.

@@ -5,12 +5,13 @@
 
 mod ext4;
 mod fat;
-pub(crate) mod tool;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub use tool::ToolError;
+use pifoundry_util::error::at;
+use pifoundry_util::tool::{self, ToolError};
+use pifoundry_util::{PathError, atomic, name};
 
 pub const SECTOR: u64 = 512;
 /// First sector of the boot partition: 4 MiB, the alignment SD cards erase in.
@@ -20,16 +21,16 @@ const MIN_PARTITION: u64 = 64 * MIB;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    #[error("image spec: {field}: {message}")]
+    /// A field of the [`ImageSpec`] breaks its rule: `value` as the spec holds it, `rule` what
+    /// is wrong with it (a recipe names its own field and value in front of the rule).
+    #[error("image spec: {field}: {value} {rule}")]
     Spec {
         field: &'static str,
-        message: String,
+        value: String,
+        rule: String,
     },
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
     #[error("{}: {message}", path.display())]
     Input { path: PathBuf, message: String },
     #[error(transparent)]
@@ -37,17 +38,20 @@ pub enum ImageError {
 }
 
 impl ImageError {
-    fn io(path: &Path, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
-    fn spec(field: &'static str, message: impl Into<String>) -> Self {
+    fn spec(field: &'static str, value: impl Into<String>, rule: impl Into<String>) -> Self {
         Self::Spec {
             field,
-            message: message.into(),
+            value: value.into(),
+            rule: rule.into(),
         }
+    }
+
+    fn invalid(field: &'static str, e: name::Invalid) -> Self {
+        Self::spec(
+            field,
+            format!("{:?}", e.value),
+            format!("is not {}", e.expected),
+        )
     }
 }
 
@@ -95,24 +99,21 @@ impl ImageSpec {
         }
     }
 
-    /// Checks every field before any tool runs, naming the offending one.
-    pub fn validate(&self) -> Result<Layout, ImageError> {
+    /// Checks every value before any tool runs, naming the offending field.
+    pub fn check(&self) -> Result<Layout, ImageError> {
+        let bytes = |n: u64| format!("{n} bytes");
         if !self.total_size.is_power_of_two() {
             return Err(ImageError::spec(
                 "total_size",
-                format!(
-                    "{} bytes is not a power of two (QEMU's SD card needs one)",
-                    self.total_size
-                ),
+                bytes(self.total_size),
+                "is not a power of two (QEMU's SD card needs one)",
             ));
         }
         if !self.boot_size.is_multiple_of(MIB) || self.boot_size < MIN_PARTITION {
             return Err(ImageError::spec(
                 "boot_size",
-                format!(
-                    "{} bytes: must be a whole number of MiB and at least 64 MiB",
-                    self.boot_size
-                ),
+                bytes(self.boot_size),
+                "must be a whole number of MiB and at least 64 MiB",
             ));
         }
         let layout = Layout {
@@ -121,12 +122,12 @@ impl ImageSpec {
             root_start: BOOT_START + self.boot_size / SECTOR,
             total_sectors: self.total_size / SECTOR,
         };
-        if layout.root_sectors() * SECTOR < MIN_PARTITION {
+        if self.total_size < BOOT_START * SECTOR + self.boot_size + MIN_PARTITION {
             return Err(ImageError::spec(
                 "total_size",
+                bytes(self.total_size),
                 format!(
-                    "{} MiB leaves less than 64 MiB for the root after a {} MiB boot partition",
-                    self.total_size / MIB,
+                    "leaves less than 64 MiB for the root after a {} MiB boot partition",
                     self.boot_size / MIB
                 ),
             ));
@@ -140,25 +141,31 @@ impl ImageSpec {
         {
             return Err(ImageError::spec(
                 "boot_label",
-                format!(
-                    "{:?}: FAT labels are 1 to 11 of A-Z 0-9 _ -",
-                    self.boot_label
-                ),
+                format!("{:?}", self.boot_label),
+                "is not a FAT label (1 to 11 of A-Z 0-9 _ -)",
             ));
         }
         if self.root_label.is_empty() || self.root_label.len() > 16 {
             return Err(ImageError::spec(
                 "root_label",
-                format!("{:?}: ext4 labels are 1 to 16 bytes", self.root_label),
+                format!("{:?}", self.root_label),
+                "is not an ext4 label (1 to 16 bytes)",
             ));
         }
-        check_uuid("root_uuid", &self.root_uuid)?;
-        check_uuid("hash_seed", &self.hash_seed)?;
+        name::check_uuid(&self.root_uuid).map_err(|e| ImageError::invalid("root_uuid", e))?;
+        name::check_uuid(&self.hash_seed).map_err(|e| ImageError::invalid("hash_seed", e))?;
+        Ok(layout)
+    }
+
+    /// [`ImageSpec::check`], and the two input directories exist.
+    pub fn validate(&self) -> Result<Layout, ImageError> {
+        let layout = self.check()?;
         for (field, dir) in [("rootfs", &self.rootfs), ("boot_files", &self.boot_files)] {
             if !dir.is_dir() {
                 return Err(ImageError::spec(
                     field,
-                    format!("{} is not a directory", dir.display()),
+                    dir.display().to_string(),
+                    "is not a directory",
                 ));
             }
         }
@@ -169,32 +176,7 @@ impl ImageSpec {
 /// Parses an 8-hex-digit identifier as recipes spell them (`"50490001"`, `0x` allowed) for
 /// [`ImageSpec::boot_volume_id`] and [`ImageSpec::disk_id`].
 pub fn parse_hex_id(field: &'static str, s: &str) -> Result<u32, ImageError> {
-    let digits = s.strip_prefix("0x").unwrap_or(s);
-    if digits.len() != 8 {
-        return Err(ImageError::spec(
-            field,
-            format!("{s:?} is not 8 hex digits"),
-        ));
-    }
-    u32::from_str_radix(digits, 16)
-        .map_err(|_| ImageError::spec(field, format!("{s:?} is not 8 hex digits")))
-}
-
-fn check_uuid(field: &'static str, s: &str) -> Result<(), ImageError> {
-    let groups: Vec<&str> = s.split('-').collect();
-    let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
-    if lens == [8, 4, 4, 4, 12]
-        && groups
-            .iter()
-            .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
-    {
-        Ok(())
-    } else {
-        Err(ImageError::spec(
-            field,
-            format!("{s:?} is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"),
-        ))
-    }
+    name::parse_hex_u32(s).map_err(|e| ImageError::invalid(field, e))
 }
 
 /// Where the partitions lie, in 512-byte sectors.
@@ -234,18 +216,10 @@ impl Layout {
 /// only when everything succeeded.
 pub fn build_disk_image(spec: &ImageSpec, out: &Path) -> Result<Layout, ImageError> {
     let layout = spec.validate()?;
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".root.img.")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| ImageError::io(dir, e))?;
+    let tmp = atomic::temp_beside(out)?;
     tmp.as_file()
         .set_len(spec.total_size)
-        .map_err(|e| ImageError::io(tmp.path(), e))?;
+        .map_err(at(tmp.path()))?;
     let img = tmp.path();
 
     tool::run(
@@ -259,10 +233,7 @@ pub fn build_disk_image(spec: &ImageSpec, out: &Path) -> Result<Layout, ImageErr
     ext4::make(img, &layout, spec)?;
     ext4::clamp_times(img, &layout, spec)?;
 
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| ImageError::io(img, e))?;
-    tmp.persist(out).map_err(|e| ImageError::io(out, e.error))?;
+    atomic::persist(tmp, out)?;
     Ok(layout)
 }
 

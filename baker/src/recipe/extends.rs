@@ -3,11 +3,11 @@
 //! of the same name, in the base's position. A variant cannot add, drop or reorder stages,
 //! so it bakes exactly the base's pipeline — which is the point of the CI variants.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_yaml::{Mapping, Value};
 
-use super::stemcell::RecipeError;
+use super::RecipeError;
 
 /// How deep `extends` chains may go (a guard against cycles).
 const MAX_DEPTH: usize = 4;
@@ -36,10 +36,7 @@ fn merged(path: &Path, doc: Value, depth: usize) -> Result<Value, RecipeError> {
         return Err(invalid(path, "extends", "must be a recipe file name"));
     };
     let base_path = path.parent().unwrap_or(Path::new(".")).join(&base_ref);
-    let base_text = std::fs::read_to_string(&base_path).map_err(|source| RecipeError::Read {
-        path: base_path.clone(),
-        source,
-    })?;
+    let base_text = super::read(&base_path)?;
     let base_doc: Value =
         serde_yaml::from_str(&base_text).map_err(|e| parse_error(&base_path, e))?;
     let Value::Mapping(mut base) = merged(&base_path, base_doc, depth + 1)? else {
@@ -90,22 +87,17 @@ fn replace_stages(
 }
 
 fn parse_error(path: &Path, e: serde_yaml::Error) -> RecipeError {
-    RecipeError::Parse {
-        path: PathBuf::from(path),
-        message: e.to_string(),
-    }
+    RecipeError::parse(path, e)
 }
 
 fn invalid(path: &Path, field: &str, message: &str) -> RecipeError {
-    RecipeError::Invalid {
-        path: path.to_path_buf(),
-        field: field.into(),
-        message: message.into(),
-    }
+    RecipeError::invalid(path, field, message)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
     use crate::recipe::stemcell::{Source, Stage, StemcellRecipe};
 

@@ -5,37 +5,19 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use globset::{Glob, GlobMatcher};
+use pifoundry_util::Arch;
 use serde::Deserialize;
 
-/// A CPU target a release can be rewritten for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-pub enum Target {
-    #[serde(rename = "armv6l")]
-    Armv6l,
-    #[serde(rename = "arm64")]
-    Arm64,
-}
+use super::RecipeError;
 
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.vars()["arch"])
-    }
-}
-
-impl Target {
-    /// The handlebars variables a recipe can use in paths, patches and added files.
-    pub fn vars(self) -> BTreeMap<&'static str, &'static str> {
-        let (arch, goarch, goarm, debarch) = match self {
-            Target::Armv6l => ("armv6l", "arm", "6", "armel"),
-            Target::Arm64 => ("arm64", "arm64", "", "arm64"),
-        };
-        BTreeMap::from([
-            ("arch", arch),
-            ("goarch", goarch),
-            ("goarm", goarm),
-            ("debarch", debarch),
-        ])
-    }
+/// The handlebars variables a recipe can use in paths, patches and added files.
+pub fn vars(target: Arch) -> BTreeMap<&'static str, &'static str> {
+    BTreeMap::from([
+        ("arch", target.name()),
+        ("goarch", target.goarch()),
+        ("goarm", target.goarm().unwrap_or("")),
+        ("debarch", target.debian()),
+    ])
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -43,7 +25,8 @@ impl Target {
 pub struct ReleaseRecipe {
     /// The upstream release name this recipe is for; a different input is refused.
     pub release: String,
-    pub target: Target,
+    /// `armv6l` or `arm64`.
+    pub target: Arch,
     /// Appended to the release version, e.g. `+pi.armv6l`.
     pub version_suffix: String,
     pub rules: Vec<Rule>,
@@ -144,62 +127,80 @@ pub struct CompiledRule {
     pub action: Action,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{file}: {message}")]
-pub struct RecipeError {
-    pub file: String,
-    pub message: String,
-}
-
 impl ReleaseRecipe {
     pub fn load(path: &Path) -> Result<(Self, Vec<CompiledRule>), RecipeError> {
-        let file = path.display().to_string();
-        let err = |message: String| RecipeError {
-            file: file.clone(),
-            message,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        Self::parse(&text).map_err(err)
+        Self::parse(path, &super::read(path)?)
     }
 
-    /// Parses and validates; the error message names the key or the rule.
-    pub fn parse(text: &str) -> Result<(Self, Vec<CompiledRule>), String> {
-        let recipe: ReleaseRecipe = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+    /// Parses and validates `text` as if read from `path`; the error names the key or the rule.
+    pub fn parse(path: &Path, text: &str) -> Result<(Self, Vec<CompiledRule>), RecipeError> {
+        let invalid = |field: &str, message: &str| RecipeError::invalid(path, field, message);
+        let recipe: ReleaseRecipe =
+            serde_yaml::from_str(text).map_err(|e| RecipeError::parse(path, e))?;
+        if !recipe.target.is_pi() {
+            return Err(invalid(
+                "target",
+                &format!(
+                    "{} is not a Raspberry Pi target (armv6l or arm64)",
+                    recipe.target
+                ),
+            ));
+        }
         if recipe.version_suffix.is_empty() {
-            return Err(
-                "version_suffix must not be empty: a rewritten release needs a new version".into(),
-            );
+            return Err(invalid(
+                "version_suffix",
+                "must not be empty: a rewritten release needs a new version",
+            ));
         }
         if recipe.rules.is_empty() {
-            return Err("rules: at least one rule is needed".into());
+            return Err(invalid("rules", "at least one rule is needed"));
         }
-        let vars = recipe.target.vars();
+        let vars = vars(recipe.target);
         let rules = recipe
             .rules
             .iter()
             .enumerate()
             .map(|(i, r)| r.compile(&format!("rules[{i}]"), &vars))
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, _>>()
+            .map_err(|(field, message)| invalid(&field, &message))?;
         Ok((recipe, rules))
+    }
+
+    /// Every `blobs.lock` key the rules may swap in.
+    pub fn blob_keys(rules: &[CompiledRule]) -> Vec<&str> {
+        rules
+            .iter()
+            .filter_map(|r| match &r.action {
+                Action::Replace(rep) => Some(rep.blob.as_str()),
+                _ => None,
+            })
+            .collect()
     }
 }
 
-pub(crate) fn glob(label: &str, key: &str, pattern: &str) -> Result<GlobMatcher, String> {
+/// A rule's field (`rules[3] (packages "x").files`) and what is wrong with it.
+type RuleError = (String, String);
+
+fn glob(label: &str, key: &str, pattern: &str) -> Result<GlobMatcher, RuleError> {
     Glob::new(pattern)
         .map(|g| g.compile_matcher())
-        .map_err(|e| format!("{label}.{key}: bad glob {pattern:?}: {e}"))
+        .map_err(|e| {
+            (
+                format!("{label}.{key}"),
+                format!("bad glob {pattern:?}: {e}"),
+            )
+        })
 }
 
 /// Renders a handlebars template with the target's variables; unknown variables are errors.
-pub fn render(
+fn render(
     template: &str,
     vars: &BTreeMap<&'static str, &'static str>,
-) -> Result<String, String> {
+) -> Result<String, handlebars::RenderError> {
     let mut hb = handlebars::Handlebars::new();
     hb.set_strict_mode(true);
     hb.register_escape_fn(handlebars::no_escape);
     hb.render_template(template, vars)
-        .map_err(|e| format!("template {template:?}: {e}"))
 }
 
 impl Rule {
@@ -207,8 +208,12 @@ impl Rule {
         &self,
         label: &str,
         vars: &BTreeMap<&'static str, &'static str>,
-    ) -> Result<CompiledRule, String> {
+    ) -> Result<CompiledRule, RuleError> {
         let label = format!("{label} (packages {:?})", self.packages);
+        let render = |template: &str| {
+            render(template, vars)
+                .map_err(|e| (label.clone(), format!("template {template:?}: {e}")))
+        };
         let chosen = [
             self.replace.is_some(),
             self.patch.is_some(),
@@ -219,36 +224,33 @@ impl Rule {
         .iter()
         .filter(|x| **x)
         .count();
+        let in_label = |message: &str| (label.clone(), message.to_string());
         if chosen != 1 {
-            return Err(format!(
-                "{label}: needs exactly one of replace, patch, remove, add, unsupported"
+            return Err(in_label(
+                "needs exactly one of replace, patch, remove, add, unsupported",
             ));
         }
-        let in_label = |e: String| format!("{label}: {e}");
         let action = if let Some(r) = &self.replace {
-            let path = r
-                .path
-                .as_deref()
-                .map(|p| render(p, vars))
-                .transpose()
-                .map_err(in_label)?;
+            let path = r.path.as_deref().map(render).transpose()?;
             Action::Replace(Replace {
                 blob: r.blob.clone(),
                 path,
             })
         } else if let Some(p) = &self.patch {
-            let with = render(&p.with, vars).map_err(in_label)?;
+            let with = render(&p.with)?;
             let find = match (&p.literal, &p.regex) {
-                (Some(l), None) => Find::Literal(render(l, vars).map_err(in_label)?),
+                (Some(l), None) => Find::Literal(render(l)?),
                 (None, Some(r)) => {
-                    let r = render(r, vars).map_err(in_label)?;
+                    let r = render(r)?;
                     Find::Regex(
-                        regex::Regex::new(&r).map_err(|e| format!("{label}.patch.regex: {e}"))?,
+                        regex::Regex::new(&r)
+                            .map_err(|e| (format!("{label}.patch.regex"), e.to_string()))?,
                     )
                 }
                 _ => {
-                    return Err(format!(
-                        "{label}.patch: needs exactly one of literal, regex"
+                    return Err((
+                        format!("{label}.patch"),
+                        "needs exactly one of literal, regex".into(),
                     ));
                 }
             };
@@ -261,8 +263,8 @@ impl Rule {
             Action::Remove
         } else if let Some(a) = &self.add {
             Action::Add(Add {
-                path: render(&a.path, vars).map_err(in_label)?,
-                content: render(&a.content, vars).map_err(in_label)?,
+                path: render(&a.path)?,
+                content: render(&a.content)?,
                 executable: a.executable,
             })
         } else {
@@ -270,11 +272,11 @@ impl Rule {
         };
         let needs_files = matches!(action, Action::Replace(_) | Action::Remove);
         if needs_files != self.files.is_some() {
-            return Err(if needs_files {
-                format!("{label}: replace and remove need `files`")
+            return Err(in_label(if needs_files {
+                "replace and remove need `files`"
             } else {
-                format!("{label}: `files` only applies to replace and remove")
-            });
+                "`files` only applies to replace and remove"
+            }));
         }
         Ok(CompiledRule {
             packages: glob(&label, "packages", &self.packages)?,
@@ -306,10 +308,14 @@ rules:
   patch: { literal: linux-amd64, with: "linux-{{arch}}" }
 "#;
 
+    fn parse(text: &str) -> Result<(ReleaseRecipe, Vec<CompiledRule>), String> {
+        ReleaseRecipe::parse(Path::new("recipe.yml"), text).map_err(|e| e.to_string())
+    }
+
     #[test]
     fn parses_and_renders_vars() {
-        let (r, rules) = ReleaseRecipe::parse(OK).unwrap();
-        assert_eq!(r.target, Target::Armv6l);
+        let (r, rules) = parse(OK).unwrap();
+        assert_eq!(r.target, Arch::Armv6l);
         match &rules[0].action {
             Action::Replace(r) => {
                 assert_eq!(
@@ -324,23 +330,17 @@ rules:
 
     #[test]
     fn bad_recipes_name_the_key() {
-        let e = ReleaseRecipe::parse(&OK.replace("target: armv6l", "target: armv6l\ncolour: red"))
-            .unwrap_err();
+        let e = parse(&OK.replace("target: armv6l", "target: armv6l\ncolour: red")).unwrap_err();
         assert!(e.contains("unknown field `colour`"), "{e}");
-        let e = ReleaseRecipe::parse(
-            &OK.replace("golang-1*-linux\n  patch", "golang-[-linux\n  patch"),
-        )
-        .unwrap_err();
+        let e =
+            parse(&OK.replace("golang-1*-linux\n  patch", "golang-[-linux\n  patch")).unwrap_err();
         assert!(e.contains("rules[1]") && e.contains("bad glob"), "{e}");
-        let e = ReleaseRecipe::parse(&OK.replace("target: armv6l", "target: riscv64")).unwrap_err();
+        let e = parse(&OK.replace("target: armv6l", "target: riscv64")).unwrap_err();
         assert!(e.contains("target"), "{e}");
-        let e = ReleaseRecipe::parse(&OK.replace("linux-{{arch}}.tar.gz", "linux-{{arhc}}.tar.gz"))
-            .unwrap_err();
+        let e = parse(&OK.replace("linux-{{arch}}.tar.gz", "linux-{{arhc}}.tar.gz")).unwrap_err();
         assert!(e.contains("rules[0]") && e.contains("arhc"), "{e}");
-        let e = ReleaseRecipe::parse(
-            &OK.replace("  patch: { literal", "  remove: true\n  patch: { literal"),
-        )
-        .unwrap_err();
+        let e = parse(&OK.replace("  patch: { literal", "  remove: true\n  patch: { literal"))
+            .unwrap_err();
         assert!(e.contains("exactly one of"), "{e}");
     }
 }

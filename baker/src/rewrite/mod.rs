@@ -4,90 +4,21 @@
 
 mod plan;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use flate2::Compression;
+use pifoundry_util::Arch;
+use pifoundry_util::atomic::AtomicFile;
 use serde::Serialize;
 
-use crate::atomic::AtomicFile;
 use crate::recipe::release::{CompiledRule, ReleaseRecipe};
 use crate::release::{self, ReleaseError, writer};
 
+use crate::blobs::{BlobError, Blobs};
 pub use plan::{BlobSwap, PackageChange};
-
-/// A verified local copy of a `blobs.lock` entry.
-#[derive(Debug, Clone)]
-pub struct LockedBlob {
-    pub path: PathBuf,
-    /// Expected lowercase hex SHA-256 of the file.
-    pub sha256: String,
-    pub size: u64,
-}
-
-/// Resolves `blobs.lock` keys to local files.
-pub trait BlobSource {
-    fn blob(&self, key: &str) -> Result<LockedBlob, String>;
-}
-
-/// Blobs given on the command line as `KEY=FILE`; their digest is taken from the file.
-#[derive(Debug, Default)]
-pub struct LocalBlobs(pub BTreeMap<String, PathBuf>);
-
-impl BlobSource for LocalBlobs {
-    fn blob(&self, key: &str) -> Result<LockedBlob, String> {
-        let path = self
-            .0
-            .get(key)
-            .ok_or_else(|| format!("no blob given for key {key} (use --blob {key}=FILE)"))?;
-        let file = fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let size = file.metadata().map_err(|e| e.to_string())?.len();
-        let d = release::digest::Hasher::new(&[release::digest::Algo::Sha256])
-            .read_all(io::BufReader::new(file))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(LockedBlob {
-            path: path.clone(),
-            sha256: d
-                .get(release::digest::Algo::Sha256)
-                .unwrap_or_default()
-                .to_string(),
-            size,
-        })
-    }
-}
-
-/// Blobs from `blobs.lock`, fetched into (or found in) the verified cache.
-pub struct LockBlobs<'a> {
-    pub lock: &'a crate::lock::Lock,
-    pub fetcher: &'a crate::fetch::Fetcher,
-    pub target: crate::recipe::release::Target,
-}
-
-impl BlobSource for LockBlobs<'_> {
-    fn blob(&self, key: &str) -> Result<LockedBlob, String> {
-        let entry = self.lock.get(key).map_err(|e| e.to_string())?;
-        let arch = entry.arch.as_str();
-        if arch != "any" && arch != self.target.to_string() {
-            return Err(format!(
-                "{} says it is for {arch}, the recipe targets {}",
-                self.lock.origin(),
-                self.target
-            ));
-        }
-        let path = self.fetcher.ensure(entry).map_err(|e| e.to_string())?;
-        let size = fs::metadata(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?
-            .len();
-        Ok(LockedBlob {
-            path,
-            sha256: entry.sha256.clone(),
-            size,
-        })
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RewriteError {
@@ -111,8 +42,8 @@ pub enum RewriteError {
         package: String,
         message: String,
     },
-    #[error("blob {key}: {message}")]
-    Blob { key: String, message: String },
+    #[error("blob {key}: {error}")]
+    Blob { key: String, error: Box<BlobError> },
     #[error("blob {key}: sha256 mismatch: blobs.lock says {expected}, {path} has {actual}")]
     BlobMismatch {
         key: String,
@@ -138,7 +69,7 @@ pub struct Summary {
     pub old_version: String,
     pub new_version: String,
     pub output: PathBuf,
-    pub target: crate::recipe::release::Target,
+    pub target: Arch,
     pub changed: Vec<PackageChange>,
     pub copied_archives: usize,
 }
@@ -148,7 +79,7 @@ pub fn rewrite(
     input: &Path,
     recipe: &ReleaseRecipe,
     rules: &[CompiledRule],
-    blobs: &dyn BlobSource,
+    blobs: &dyn Blobs,
     out: &Path,
 ) -> Result<Summary, RewriteError> {
     let m = release::read_manifest(input)?;
@@ -179,11 +110,7 @@ pub fn rewrite(
     let mut manifest = rel.manifest.clone();
     let old_version = manifest.version.clone();
     manifest.version = format!("{old_version}{}", recipe.version_suffix);
-    let mut archives: BTreeMap<String, PathBuf> = rel
-        .archives
-        .iter()
-        .map(|(k, v)| (k.clone(), v.spooled.clone().expect("read with a spool")))
-        .collect();
+    let mut archives = rel.spooled().expect("read with a spool");
     let built_dir = work.path().join("built");
     fs::create_dir_all(&built_dir).map_err(io_err(&built_dir))?;
     let mut changed = Vec::new();
@@ -211,11 +138,11 @@ pub fn rewrite(
         archives: &archives,
         top_files: &rel.top_files,
     };
-    let file = AtomicFile::create(out).map_err(io_err(out))?;
+    let file = AtomicFile::create(out).map_err(|e| io_err(&e.path)(e.error))?;
     // Every payload entry is a gzip archive already: store it (still gzip, as directors
     // need) instead of deflating a second time, which would cost more than the rest.
     let file = writer::write(file, &parts, Compression::none()).map_err(io_err(out))?;
-    file.commit().map_err(io_err(out))?;
+    file.commit().map_err(|e| io_err(&e.path)(e.error))?;
     fs::set_permissions(out, fs::Permissions::from_mode(0o644)).map_err(io_err(out))?;
     Ok(Summary {
         release: manifest.name.clone(),

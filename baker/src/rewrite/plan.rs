@@ -16,7 +16,8 @@ use crate::release::manifest::Package;
 use crate::release::writer::{Content, InnerFile, build_inner};
 use crate::release::{ArchiveInfo, ReleaseTarball};
 
-use super::{BlobSource, LockedBlob, RewriteError, io_err};
+use super::{RewriteError, io_err};
+use crate::blobs::{Blobs, LockedBlob};
 
 const MAX_PATCHED_FILE: u64 = 16 << 20;
 
@@ -94,7 +95,7 @@ pub(super) fn plan(
     rel: &ReleaseTarball,
     _recipe: &ReleaseRecipe,
     rules: &[CompiledRule],
-    blobs: &dyn BlobSource,
+    blobs: &dyn Blobs,
 ) -> Result<BTreeMap<String, Plan>, RewriteError> {
     let mut plans: BTreeMap<String, Plan> = BTreeMap::new();
     let mut resolved: HashMap<String, LockedBlob> = HashMap::new();
@@ -145,11 +146,10 @@ pub(super) fn plan(
                     }
                     for old in selected {
                         if !resolved.contains_key(&r.blob) {
-                            let blob =
-                                blobs.blob(&r.blob).map_err(|message| RewriteError::Blob {
-                                    key: r.blob.clone(),
-                                    message,
-                                })?;
+                            let blob = blobs.get(&r.blob).map_err(|error| RewriteError::Blob {
+                                key: r.blob.clone(),
+                                error: Box::new(error),
+                            })?;
                             resolved.insert(r.blob.clone(), blob);
                         }
                         let blob = resolved[&r.blob].clone();

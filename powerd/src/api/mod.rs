@@ -78,7 +78,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let body = powerd_client::ErrorBody::new(self.code, self.message.clone());
+        let body = serde_json::to_value(body).expect("error body serialises");
         self.into_response_with(body)
     }
 }

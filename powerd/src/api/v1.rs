@@ -8,7 +8,7 @@ use axum::http::Method;
 use axum::http::request::Parts;
 use axum::routing::{MethodRouter, get, post, put};
 use axum::{Json, response::IntoResponse};
-use serde::{Deserialize, Serialize};
+use powerd_client::{OutletList, PowerRequest};
 
 use super::{ApiError, AppState, authenticate};
 use crate::outlet::PowerState;
@@ -54,11 +54,6 @@ pub fn router() -> Router<AppState> {
         })
 }
 
-#[derive(Serialize)]
-struct OutletList {
-    outlets: Vec<OutletView>,
-}
-
 async fn list(_: Reader, State(app): State<AppState>) -> Json<OutletList> {
     Json(OutletList {
         outlets: app.power.list(),
@@ -74,12 +69,6 @@ async fn show(
         .get(&id)
         .map(Json)
         .ok_or_else(|| crate::power::PowerError::UnknownOutlet(id).into())
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PowerRequest {
-    pub state: PowerState,
 }
 
 /// Parses a JSON body ourselves, so that every mistake gets the same error shape and code.

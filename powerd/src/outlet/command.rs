@@ -22,9 +22,6 @@ pub struct CommandOutlet {
     timeout: Duration,
 }
 
-/// Keeps the tail of stderr short enough for one error line.
-const STDERR_LIMIT: usize = 400;
-
 impl CommandOutlet {
     pub fn new(id: &str, on: &str, off: &str, status: Option<&str>, timeout: Duration) -> Self {
         let subst = |c: &str| c.replace("{{id}}", id);
@@ -82,16 +79,10 @@ impl CommandOutlet {
             }
         };
         if !status.success() {
-            let text = String::from_utf8_lossy(&err);
-            let text = text.trim();
-            let start = text.len().saturating_sub(STDERR_LIMIT);
-            let start = (start..=text.len())
-                .find(|&i| text.is_char_boundary(i))
-                .unwrap_or(text.len());
             return Err(BackendError::Failed {
                 command: command.to_string(),
                 status: status.to_string(),
-                stderr: text[start..].replace('\n', " | "),
+                stderr: pifoundry_util::tool::tail(&err),
             });
         }
         Ok(String::from_utf8_lossy(&out).into_owned())

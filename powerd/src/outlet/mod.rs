@@ -2,34 +2,17 @@
 //! command, in-memory sim). No backend can tell whether the Pi really has power, so the
 //! daemon reports the *commanded* state; `observe` is what the switch itself says, if anything.
 
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+pub use powerd_client::PowerState;
 
 use crate::config::{BackendConfig, OutletConfig};
 
 pub mod command;
 pub mod gpio;
 pub mod sim;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PowerState {
-    On,
-    Off,
-}
-
-impl fmt::Display for PowerState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PowerState::On => "on",
-            PowerState::Off => "off",
-        })
-    }
-}
 
 /// How a backend comes up when powerd starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

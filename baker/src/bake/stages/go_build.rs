@@ -4,36 +4,156 @@
 //! reproducible (`-trimpath`, `-buildvcs=false`, empty build id), offline (`GOPROXY=off`,
 //! vendored modules).
 
-use std::fs::{self, File};
+use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use flate2::read::GzDecoder;
+use pifoundry_bosh::archive;
+use pifoundry_util::error::at;
+use pifoundry_util::tool;
+use serde::{Deserialize, Serialize};
 
-use super::in_root;
-use crate::bake::{BakeError, Ctx, run_logged};
-use crate::recipe::stemcell::{GoBuildStage, Source, Toolchain};
+use super::{Ctx, FieldError, KeyInputs, StageError, StageKind, copy_tree, in_root};
 
-pub fn run(s: &GoBuildStage, ctx: &mut Ctx) -> Result<(), BakeError> {
+/// Where a Go program's source comes from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub enum Source {
+    /// A `blobs.lock` key naming a tarball.
+    Blob(String),
+    /// A project-relative directory.
+    Path(PathBuf),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Toolchain {
+    /// The host's `go` on PATH.
+    System,
+    /// A `blobs.lock` key naming an official `go*.linux-amd64.tar.gz`.
+    Blob(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoBuildStage {
+    pub name: String,
+    pub source: Source,
+    #[serde(default = "default_toolchain")]
+    pub toolchain: Toolchain,
+    /// Main package inside the source, e.g. `./main`.
+    #[serde(default = "default_package")]
+    pub package: String,
+    /// Project-relative patch files applied with `patch -p1` in order.
+    #[serde(default)]
+    pub patches: Vec<PathBuf>,
+    /// Absolute install path in the root file system.
+    pub install: PathBuf,
+    #[serde(default)]
+    pub ldflags: Vec<String>,
+}
+
+fn default_toolchain() -> Toolchain {
+    Toolchain::System
+}
+fn default_package() -> String {
+    ".".into()
+}
+
+impl StageKind for GoBuildStage {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn validate(&self) -> Result<(), FieldError> {
+        super::absolute("install", &self.install)?;
+        if let Source::Path(p) = &self.source {
+            super::project_relative("source.path", p)?;
+        }
+        for p in &self.patches {
+            super::project_relative("patches", p)?;
+        }
+        let package = Path::new(&self.package);
+        if self.package.is_empty()
+            || package.is_absolute()
+            || package
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(FieldError::new(
+                "package",
+                format!("`{}`", self.package),
+                "must be a package inside the source, such as `.` or `./main`",
+            ));
+        }
+        match self.ldflags.iter().position(|f| f.trim().is_empty()) {
+            Some(i) => Err(FieldError::new(
+                format!("ldflags[{i}]"),
+                "",
+                "must not be empty",
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn blobs(&self) -> Vec<&str> {
+        let mut keys = Vec::new();
+        if let Source::Blob(k) = &self.source {
+            keys.push(k.as_str());
+        }
+        if let Toolchain::Blob(k) = &self.toolchain {
+            keys.push(k.as_str());
+        }
+        keys
+    }
+
+    fn key_inputs(&self, key: &mut KeyInputs<'_>) -> Result<(), StageError> {
+        match &self.source {
+            Source::Blob(k) => key.blob("source-blob", k)?,
+            Source::Path(p) => key.project_tree("source-tree", p)?,
+        }
+        match &self.toolchain {
+            Toolchain::Blob(k) => key.blob("toolchain-blob", k)?,
+            Toolchain::System => key.field("toolchain", system_go_version().as_bytes()),
+        }
+        for p in &self.patches {
+            key.project_file("patch", p)?;
+        }
+        Ok(())
+    }
+
+    fn run(&self, ctx: &mut Ctx<'_>) -> Result<(), StageError> {
+        build(self, ctx)
+    }
+}
+
+fn system_go_version() -> String {
+    Command::new("go")
+        .arg("version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_else(|_| "go: not found".into())
+}
+
+fn build(s: &GoBuildStage, ctx: &mut Ctx<'_>) -> Result<(), StageError> {
     let base = ctx.work.join(format!("go-build-{}", s.name));
     let _ = fs::remove_dir_all(&base);
     let src = base.join("src");
-    fs::create_dir_all(&src).map_err(|e| BakeError::io(&src, e))?;
+    fs::create_dir_all(&src).map_err(at(&src))?;
     let src = match &s.source {
         Source::Path(p) => {
-            super::copy_tree(&ctx.project_root.join(p), &src)?;
+            copy_tree(&ctx.project_root.join(p), &src)?;
             src
         }
         Source::Blob(key) => {
-            let tgz = ctx.blobs.ensure(key).map_err(BakeError::msg)?;
-            unpack_tgz(&tgz, &src)?;
+            let tgz = ctx.blob(key)?;
+            archive::unpack(&tgz, &format!("blob {key}"), &src)?;
             single_top_dir(&src)
         }
     };
     for patch in &s.patches {
         let p = ctx.project_root.join(patch);
-        let file = File::open(&p).map_err(|e| BakeError::io(&p, e))?;
         let mut cmd = Command::new("patch");
         cmd.args([
             "-p1",
@@ -43,21 +163,21 @@ pub fn run(s: &GoBuildStage, ctx: &mut Ctx) -> Result<(), BakeError> {
             "-d",
         ])
         .arg(&src)
-        .stdin(file);
-        run_patch(cmd, &p)?;
+        .arg("-i")
+        .arg(&p);
+        tool::run(&mut cmd, None).map_err(|error| StageError::Patch { patch: p, error })?;
     }
     let go = match &s.toolchain {
         Toolchain::System => PathBuf::from("go"),
         Toolchain::Blob(key) => {
-            let tgz = ctx.blobs.ensure(key).map_err(BakeError::msg)?;
+            let tgz = ctx.blob(key)?;
             let dir = base.join("toolchain");
-            fs::create_dir_all(&dir).map_err(|e| BakeError::io(&dir, e))?;
-            unpack_tgz(&tgz, &dir)?;
+            archive::unpack(&tgz, &format!("blob {key}"), &dir)?;
             dir.join("go/bin/go")
         }
     };
     let bin = base.join("out").join("program");
-    let (goarch, goarm) = ctx.recipe.arch.go();
+    let (goarch, goarm) = (ctx.header.arch.goarch(), ctx.header.arch.goarm());
     let mut ldflags = vec!["-s".to_string(), "-w".into(), "-buildid=".into()];
     ldflags.extend(s.ldflags.iter().cloned());
     let mut cmd = Command::new(&go);
@@ -83,7 +203,7 @@ pub fn run(s: &GoBuildStage, ctx: &mut Ctx) -> Result<(), BakeError> {
         .env("GOARCH", goarch)
         .env(
             "SOURCE_DATE_EPOCH",
-            ctx.recipe.source_date_epoch().to_string(),
+            ctx.header.source_date_epoch.to_string(),
         )
         .args(["build", "-trimpath", "-buildvcs=false", "-ldflags"])
         .arg(ldflags.join(" "))
@@ -93,39 +213,15 @@ pub fn run(s: &GoBuildStage, ctx: &mut Ctx) -> Result<(), BakeError> {
     if let Some(arm) = goarm {
         cmd.env("GOARM", arm);
     }
-    run_logged(&mut cmd, &ctx.log)?;
+    tool::run_logged(&mut cmd, &ctx.log)?;
     let dest = in_root(ctx.rootfs, &s.install)?;
     if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent).map_err(|e| BakeError::io(parent, e))?;
+        fs::create_dir_all(parent).map_err(at(parent))?;
     }
-    fs::copy(&bin, &dest).map_err(|e| BakeError::io(&dest, e))?;
-    fs::set_permissions(&dest, fs::Permissions::from_mode(0o755))
-        .map_err(|e| BakeError::io(&dest, e))?;
-    std::os::unix::fs::lchown(&dest, Some(0), Some(0)).map_err(|e| BakeError::io(&dest, e))
-}
-
-fn run_patch(mut cmd: Command, patch: &Path) -> Result<(), BakeError> {
-    let out = cmd
-        .output()
-        .map_err(|e| BakeError::msg(format!("cannot run patch: {e}")))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    Err(BakeError::msg(format!(
-        "patch {} does not apply: {}",
-        patch.display(),
-        String::from_utf8_lossy(&out.stdout).trim()
-    )))
-}
-
-/// The tar crate refuses entries that would land outside `dest` (`..`, absolute paths,
-/// links out of the tree).
-fn unpack_tgz(tgz: &Path, dest: &Path) -> Result<(), BakeError> {
-    let f = File::open(tgz).map_err(|e| BakeError::io(tgz, e))?;
-    let mut ar = tar::Archive::new(GzDecoder::new(f));
-    ar.set_preserve_permissions(true);
-    ar.unpack(dest)
-        .map_err(|e| BakeError::msg(format!("{}: {e}", tgz.display())))
+    fs::copy(&bin, &dest).map_err(at(&dest))?;
+    fs::set_permissions(&dest, fs::Permissions::from_mode(0o755)).map_err(at(&dest))?;
+    std::os::unix::fs::lchown(&dest, Some(0), Some(0)).map_err(at(&dest))?;
+    Ok(())
 }
 
 /// GitHub tag tarballs wrap the tree in one `name-version/` directory.

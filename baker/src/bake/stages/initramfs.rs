@@ -2,28 +2,54 @@
 //! initramfs, with `MODULES=list` so emulated mkinitramfs copies a short list of modules
 //! (USB networking, NBD, ext4) instead of most of the kernel's 2400.
 
-use crate::bake::{BakeError, Ctx, chroot};
-use crate::recipe::stemcell::InitramfsStage;
+use pifoundry_util::name::NameRule;
+use serde::{Deserialize, Serialize};
 
-pub fn run(s: &InitramfsStage, ctx: &mut Ctx) -> Result<(), BakeError> {
-    for m in &s.modules {
-        if m.is_empty()
-            || !m
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
-        {
-            return Err(BakeError::msg(format!(
-                "modules: `{m}` is not a module name"
-            )));
-        }
+use super::{Ctx, FieldError, StageError, StageKind};
+use crate::bake::chroot;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitramfsStage {
+    pub name: String,
+    /// Written to `/etc/initramfs-tools/modules`; the initramfs uses `MODULES=list`.
+    pub modules: Vec<String>,
+}
+
+const MODULE: NameRule = NameRule {
+    what: "module name",
+    max: 64,
+    punct: "_-",
+    alnum_first: false,
+};
+
+impl StageKind for InitramfsStage {
+    fn name(&self) -> &str {
+        &self.name
     }
-    chroot::run(
-        ctx.rootfs,
-        ctx.recipe.arch,
-        ctx.recipe.source_date_epoch(),
-        &script(&s.modules),
-        &ctx.log,
-    )
+
+    fn validate(&self) -> Result<(), FieldError> {
+        for (i, m) in self.modules.iter().enumerate() {
+            MODULE.check(m).map_err(|_| {
+                FieldError::new(
+                    format!("modules[{i}]"),
+                    format!("`{m}`"),
+                    "is not a module name",
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    fn run(&self, ctx: &mut Ctx<'_>) -> Result<(), StageError> {
+        chroot::run(
+            ctx.rootfs,
+            ctx.header.arch,
+            ctx.header.source_date_epoch,
+            &script(&self.modules),
+            &ctx.log,
+        )
+    }
 }
 
 fn script(modules: &[String]) -> String {

@@ -6,70 +6,138 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use crate::bake::{BakeError, Ctx};
-use crate::recipe::stemcell::StemcellStage;
-use crate::stemcell::{Manifest, PackInput, manifest::API_VERSION, pack};
+use pifoundry_bosh::stemcell::{Manifest, PackInput, manifest::API_VERSION, pack};
+use pifoundry_util::name::NameRule;
+use pifoundry_util::tool;
+use serde::{Deserialize, Serialize};
 
-pub fn run(s: &StemcellStage, ctx: &mut Ctx) -> Result<(), BakeError> {
-    let r = ctx.recipe;
-    let packages = packages_txt(ctx.rootfs)?;
-    let pkg_path = ctx.out.join("packages.txt");
-    crate::atomic::write(&pkg_path, packages.as_bytes())
-        .map_err(|e| BakeError::io(&pkg_path, e))?;
-    let dev_tools = dev_tools_file_list(ctx.rootfs, &s.dev_tools);
-    let mut cloud: BTreeMap<String, serde_yaml::Value> = BTreeMap::new();
-    cloud.insert("architecture".into(), r.arch.to_string().into());
-    cloud.insert("board".into(), r.board.clone().into());
-    cloud.insert("disk_format".into(), "raw".into());
-    cloud.extend(s.cloud_properties.clone());
-    let manifest = Manifest {
-        name: r.name.clone(),
-        version: r.version.clone(),
-        bosh_protocol: 1,
-        api_version: API_VERSION,
-        operating_system: r.operating_system.clone(),
-        stemcell_formats: s.stemcell_formats.clone(),
-        sha1: String::new(),
-        cloud_properties: cloud,
-    };
-    let dest = ctx.out.join(format!("{}-{}.tgz", r.name, r.version));
-    let root_img = ctx.out.join("root.img");
-    pack(
-        PackInput {
-            manifest,
-            root_img: &root_img,
-            packages_txt: packages.as_bytes(),
-            dev_tools_file_list: dev_tools.as_bytes(),
-            scratch: ctx.work,
-        },
-        &dest,
-    )
-    .map_err(|e| BakeError::msg(e.to_string()))?;
-    ctx.stemcell = Some(dest);
-    Ok(())
+use super::{Ctx, FieldError, KeyInputs, StageError, StageKind};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StemcellStage {
+    pub name: String,
+    #[serde(default = "default_formats")]
+    pub stemcell_formats: Vec<String>,
+    /// Packages whose files make `dev_tools_file_list.txt`.
+    #[serde(default)]
+    pub dev_tools: Vec<String>,
+    #[serde(default)]
+    pub cloud_properties: BTreeMap<String, serde_yaml::Value>,
+}
+
+fn default_formats() -> Vec<String> {
+    vec!["pi-raw".into()]
+}
+
+const FORMAT: NameRule = NameRule {
+    what: "stemcell format",
+    max: 64,
+    punct: "._-",
+    alnum_first: true,
+};
+const PACKAGE: NameRule = NameRule {
+    what: "Debian package name",
+    max: 128,
+    punct: "+.-",
+    alnum_first: true,
+};
+
+impl StageKind for StemcellStage {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn mutates_rootfs(&self) -> bool {
+        false
+    }
+
+    fn validate(&self) -> Result<(), FieldError> {
+        if self.stemcell_formats.is_empty() {
+            return Err(FieldError::new(
+                "stemcell_formats",
+                "",
+                "must name at least one format (the CPI's, e.g. pi-raw)",
+            ));
+        }
+        for (i, f) in self.stemcell_formats.iter().enumerate() {
+            FORMAT.check(f).map_err(|e| {
+                FieldError::new(
+                    format!("stemcell_formats[{i}]"),
+                    format!("`{f}`"),
+                    format!("is not {}", e.expected),
+                )
+            })?;
+        }
+        for (i, p) in self.dev_tools.iter().enumerate() {
+            PACKAGE.check(p).map_err(|e| {
+                FieldError::new(
+                    format!("dev_tools[{i}]"),
+                    format!("`{p}`"),
+                    format!("is not {}", e.expected),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    fn key_inputs(&self, key: &mut KeyInputs<'_>) -> Result<(), StageError> {
+        key.header();
+        Ok(())
+    }
+
+    fn run(&self, ctx: &mut Ctx<'_>) -> Result<(), StageError> {
+        let h = ctx.header;
+        let packages = packages_txt(ctx.rootfs)?;
+        let pkg_path = ctx.out.join("packages.txt");
+        pifoundry_util::atomic::write(&pkg_path, packages.as_bytes())?;
+        let dev_tools = dev_tools_file_list(ctx.rootfs, &self.dev_tools);
+        let mut cloud: BTreeMap<String, serde_yaml::Value> = BTreeMap::new();
+        cloud.insert("architecture".into(), h.arch.to_string().into());
+        cloud.insert("board".into(), h.board.into());
+        cloud.insert("disk_format".into(), "raw".into());
+        cloud.extend(self.cloud_properties.clone());
+        let manifest = Manifest {
+            name: h.name.into(),
+            version: h.version.into(),
+            bosh_protocol: 1,
+            api_version: API_VERSION,
+            operating_system: h.operating_system.into(),
+            stemcell_formats: self.stemcell_formats.clone(),
+            sha1: String::new(),
+            cloud_properties: cloud,
+        };
+        let dest = ctx.out.join(format!("{}-{}.tgz", h.name, h.version));
+        let root_img = ctx.out.join("root.img");
+        pack(
+            PackInput {
+                manifest,
+                root_img: &root_img,
+                packages_txt: packages.as_bytes(),
+                dev_tools_file_list: dev_tools.as_bytes(),
+                scratch: ctx.work,
+            },
+            &dest,
+        )?;
+        ctx.stemcell = Some(dest);
+        Ok(())
+    }
 }
 
 /// Every installed Debian package and version, sorted. The host's dpkg-query reads the
 /// target's database directly: same answer as in the chroot, without emulation.
-fn packages_txt(rootfs: &Path) -> Result<String, BakeError> {
-    let out = Command::new("dpkg-query")
-        .arg(format!(
-            "--admindir={}",
-            rootfs.join("var/lib/dpkg").display()
-        ))
-        .args([
-            "-W",
-            "-f",
-            "${db:Status-Abbrev} ${Package} ${Version} ${Architecture}\n",
-        ])
-        .output()
-        .map_err(|e| BakeError::msg(format!("cannot run dpkg-query: {e}")))?;
-    if !out.status.success() {
-        return Err(BakeError::msg(format!(
-            "dpkg-query: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
+fn packages_txt(rootfs: &Path) -> Result<String, StageError> {
+    let admin = rootfs.join("var/lib/dpkg");
+    let out = tool::run(
+        Command::new("dpkg-query")
+            .arg(format!("--admindir={}", admin.display()))
+            .args([
+                "-W",
+                "-f",
+                "${db:Status-Abbrev} ${Package} ${Version} ${Architecture}\n",
+            ]),
+        None,
+    )?;
     let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| l.starts_with("ii"))
@@ -77,7 +145,8 @@ fn packages_txt(rootfs: &Path) -> Result<String, BakeError> {
         .collect();
     lines.sort();
     if lines.is_empty() {
-        return Err(BakeError::msg(
+        return Err(StageError::input(
+            &admin,
             "no installed packages in the root file system",
         ));
     }

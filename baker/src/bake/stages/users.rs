@@ -1,17 +1,99 @@
 //! `users`: the groups and users BOSH expects (vcap uid 1000, bosh_sudoers, bosh_sshers,
 //! admin, ...), created with the target's own shadow tools under qemu-user.
 
-use crate::bake::{BakeError, Ctx, chroot};
-use crate::recipe::stemcell::UsersStage;
+use pifoundry_util::name::NameRule;
+use serde::{Deserialize, Serialize};
 
-pub fn run(s: &UsersStage, ctx: &mut Ctx) -> Result<(), BakeError> {
-    chroot::run(
-        ctx.rootfs,
-        ctx.recipe.arch,
-        ctx.recipe.source_date_epoch(),
-        &script(s),
-        &ctx.log,
-    )
+use super::{Ctx, FieldError, StageError, StageKind};
+use crate::bake::chroot;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsersStage {
+    pub name: String,
+    #[serde(default)]
+    pub groups: Vec<GroupEntry>,
+    #[serde(default)]
+    pub users: Vec<UserEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupEntry {
+    pub name: String,
+    #[serde(default)]
+    pub gid: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserEntry {
+    pub name: String,
+    pub uid: u32,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default = "default_shell")]
+    pub shell: String,
+    #[serde(default)]
+    pub home: Option<String>,
+}
+
+fn default_shell() -> String {
+    "/bin/bash".into()
+}
+
+/// What the target's `useradd` and `groupadd` accept (Debian's default NAME_REGEX, without
+/// upper case).
+const ACCOUNT: NameRule = NameRule {
+    what: "user or group name",
+    max: 32,
+    punct: "_-",
+    alnum_first: false,
+};
+
+fn account(field: String, name: &str) -> Result<(), FieldError> {
+    let starts_ok = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_');
+    match ACCOUNT.check(name) {
+        Ok(()) if starts_ok && !name.contains(|c: char| c.is_ascii_uppercase()) => Ok(()),
+        _ => Err(FieldError::new(
+            field,
+            format!("`{name}`"),
+            "is not a user or group name (1-32 of a-z 0-9 _ -, starting with a letter or _)",
+        )),
+    }
+}
+
+impl StageKind for UsersStage {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn validate(&self) -> Result<(), FieldError> {
+        for (i, g) in self.groups.iter().enumerate() {
+            account(format!("groups[{i}].name"), &g.name)?;
+        }
+        for (i, u) in self.users.iter().enumerate() {
+            account(format!("users[{i}].name"), &u.name)?;
+            for (j, g) in u.groups.iter().enumerate() {
+                account(format!("users[{i}].groups[{j}]"), g)?;
+            }
+            super::absolute(&format!("users[{i}].shell"), std::path::Path::new(&u.shell))?;
+            if let Some(home) = &u.home {
+                super::absolute(&format!("users[{i}].home"), std::path::Path::new(home))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn run(&self, ctx: &mut Ctx<'_>) -> Result<(), StageError> {
+        chroot::run(
+            ctx.rootfs,
+            ctx.header.arch,
+            ctx.header.source_date_epoch,
+            &script(self),
+            &ctx.log,
+        )
+    }
 }
 
 fn script(s: &UsersStage) -> String {
@@ -60,7 +142,6 @@ fn shell_word(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recipe::stemcell::{GroupEntry, UserEntry};
 
     #[test]
     fn script_creates_groups_before_users_and_checks_uids() {

@@ -1,0 +1,4 @@
+//! pifoundry-bosh's integration tests, one binary: the formats written to real files and read
+//! back through the public API.
+
+mod stemcell_pack;

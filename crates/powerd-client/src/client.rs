@@ -1,0 +1,228 @@
+//! A small HTTP client for powerd's API (hyper over plain TCP), shared by `powerd ctl`, the
+//! CPI, the load generator and the tests.
+
+use std::time::Duration;
+
+use base64::Engine;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use hyper::{HeaderMap, Method, Request, StatusCode};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::de::DeserializeOwned;
+
+use crate::types::{ErrorBody, Outlet, OutletList, PowerRequest, PowerState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0:?} is not an http:// URL")]
+    BadUrl(String),
+    #[error("{url}: {message}")]
+    Http { url: String, message: String },
+    #[error("{url}: no answer within {timeout:?}")]
+    Timeout { url: String, timeout: Duration },
+    /// powerd answered with an error (its stable `code` and one-line `message`).
+    #[error("{base}: {status} {code}: {message}")]
+    Api {
+        base: String,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("{url}: unexpected answer: {message}")]
+    Decode { url: String, message: String },
+}
+
+/// How to authenticate a request.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    None,
+    Bearer(String),
+    Basic {
+        user: String,
+        password: String,
+    },
+    /// A raw `Authorization` header value.
+    Raw(String),
+}
+
+impl Credentials {
+    fn header(&self) -> Option<String> {
+        match self {
+            Credentials::None => None,
+            Credentials::Bearer(t) => Some(format!("Bearer {t}")),
+            Credentials::Basic { user, password } => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            )),
+            Credentials::Raw(v) => Some(v.clone()),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Response {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    credentials: Credentials,
+    timeout: Duration,
+    http: HyperClient<HttpConnector, Full<Bytes>>,
+}
+
+impl Client {
+    pub fn new(base: &str, credentials: Credentials) -> Result<Client, ClientError> {
+        let base = base.trim_end_matches('/').to_string();
+        if !base.starts_with("http://") {
+            return Err(ClientError::BadUrl(base));
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Ok(Client {
+            base,
+            credentials,
+            // a cycle waits min_off; leave room for long ones
+            timeout: Duration::from_secs(300),
+            http: HyperClient::builder(TokioExecutor::new()).build(connector),
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// How long one call may take (default 300 s: a cycle waits the outlet's min_off).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// `GET /v1/outlets`.
+    pub async fn outlets(&self) -> Result<Vec<Outlet>, ClientError> {
+        let list: OutletList = self.typed(Method::GET, "/v1/outlets", None).await?;
+        Ok(list.outlets)
+    }
+
+    /// `GET /v1/outlets/{id}`.
+    pub async fn outlet(&self, id: &str) -> Result<Outlet, ClientError> {
+        self.typed(Method::GET, &format!("/v1/outlets/{id}"), None)
+            .await
+    }
+
+    /// `PUT /v1/outlets/{id}/power`: waits for min_off and the stagger on power-on.
+    pub async fn set_power(&self, id: &str, state: PowerState) -> Result<Outlet, ClientError> {
+        let body = serde_json::to_value(PowerRequest { state }).expect("request serialises");
+        self.typed(Method::PUT, &format!("/v1/outlets/{id}/power"), Some(&body))
+            .await
+    }
+
+    /// `POST /v1/outlets/{id}/cycle`: off, wait min_off, on.
+    pub async fn cycle(&self, id: &str) -> Result<Outlet, ClientError> {
+        self.typed(Method::POST, &format!("/v1/outlets/{id}/cycle"), None)
+            .await
+    }
+
+    /// A call whose success is a `T` and whose failure is powerd's error body.
+    async fn typed<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, ClientError> {
+        let resp = self.call(method, path, body).await?;
+        if !resp.status.is_success() {
+            let (code, message) = match serde_json::from_slice::<ErrorBody>(&resp.body) {
+                Ok(e) => (e.error.code, e.error.message),
+                Err(_) => (
+                    "error".to_string(),
+                    String::from_utf8_lossy(&resp.body).into_owned(),
+                ),
+            };
+            return Err(ClientError::Api {
+                base: self.base.clone(),
+                status: resp.status.as_u16(),
+                code,
+                message,
+            });
+        }
+        serde_json::from_slice(&resp.body).map_err(|e| ClientError::Decode {
+            url: format!("{}{path}", self.base),
+            message: e.to_string(),
+        })
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Response, ClientError> {
+        let body = body.map(|b| b.to_string().into_bytes());
+        self.send(method, path, &self.credentials, body).await
+    }
+
+    /// Sends `body` (raw bytes, sent as JSON) with explicit credentials.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        credentials: &Credentials,
+        body: Option<Vec<u8>>,
+    ) -> Result<Response, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let err = |message: String| ClientError::Http {
+            url: url.clone(),
+            message,
+        };
+        let mut req = Request::builder().method(method).uri(&url);
+        if let Some(h) = credentials.header() {
+            req = req.header(
+                AUTHORIZATION,
+                HeaderValue::from_str(&h).map_err(|e| err(e.to_string()))?,
+            );
+        }
+        if body.is_some() {
+            req = req.header(CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| err(e.to_string()))?;
+        let work = async {
+            let resp = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| err(pifoundry_util::error::chain(&e)))?;
+            let (parts, body) = resp.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| err(e.to_string()))?
+                .to_bytes();
+            Ok(Response {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                url: url.clone(),
+                timeout: self.timeout,
+            })?
+    }
+}

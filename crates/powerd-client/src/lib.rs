@@ -1,0 +1,26 @@
+//! powerd-client: powerd's wire types and a small HTTP client for its API.
+//!
+//! - [`types`]: the JSON of `/v1` — [`Outlet`], [`PowerState`], [`PowerRequest`], the error
+//!   body [`ErrorBody`] and its stable [`codes`]. powerd serialises its answers with them.
+//! - [`Client`]: async (tokio), typed calls ([`Client::outlets`], [`Client::set_power`], …)
+//!   plus raw [`Client::call`] / [`Client::send`] for tests and tools;
+//!   [`blocking::Client`] for one-shot processes such as the CPI.
+//!
+//! ```no_run
+//! use powerd_client::{Credentials, PowerState, blocking};
+//! # fn main() -> Result<(), powerd_client::ClientError> {
+//! let powerd = blocking::Client::new("http://127.0.0.1:9750", Credentials::Bearer("T".into()))?;
+//! let outlet = powerd.set_power("n1", PowerState::On)?;
+//! println!("{} is {}", outlet.id, outlet.state);
+//! # Ok(()) }
+//! ```
+//!
+//! It does not link axum, rppal or prometheus.
+
+pub mod blocking;
+mod client;
+pub mod types;
+
+pub use client::{Client, ClientError, Credentials, Response};
+pub use hyper::{Method, StatusCode};
+pub use types::{ErrorBody, ErrorDetail, Outlet, OutletList, PowerRequest, PowerState, codes};

@@ -1,0 +1,156 @@
+//! Outputs appear whole or not at all: write a temporary file on the same file system as the
+//! destination, fsync it, rename it into place, then fsync the directory so that the rename
+//! itself survives a power cut. [`persist`] is that last step for a temporary file made some
+//! other way (one that external tools write into, or a download whose name is its digest).
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
+
+use crate::error::{PathError, at};
+
+/// A file being written; it becomes visible at `dest` only when [`AtomicFile::commit`]
+/// succeeds. Dropping it without committing removes the temporary file.
+pub struct AtomicFile {
+    dest: PathBuf,
+    tmp: BufWriter<NamedTempFile>,
+}
+
+impl AtomicFile {
+    /// Starts writing `dest`; the temporary file lives beside it, so that the final rename
+    /// cannot cross file systems.
+    pub fn create(dest: impl AsRef<Path>) -> Result<Self, PathError> {
+        let dest = dest.as_ref().to_path_buf();
+        let tmp = temp_beside(&dest)?;
+        Ok(Self {
+            dest,
+            tmp: BufWriter::with_capacity(1 << 20, tmp),
+        })
+    }
+
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+
+    /// Flushes, fsyncs and renames the file into place, and fsyncs its directory.
+    pub fn commit(self) -> Result<File, PathError> {
+        let tmp = self
+            .tmp
+            .into_inner()
+            .map_err(|e| PathError::new(&self.dest, e.into_error()))?;
+        persist(tmp, &self.dest)
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tmp.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.tmp.flush()
+    }
+}
+
+/// Writes `bytes` to `dest` atomically.
+pub fn write(dest: impl AsRef<Path>, bytes: &[u8]) -> Result<(), PathError> {
+    let dest = dest.as_ref();
+    let mut f = AtomicFile::create(dest)?;
+    f.write_all(bytes).map_err(at(dest))?;
+    f.commit().map(drop)
+}
+
+/// An empty temporary file named `.<name>.<random>.tmp` in `dest`'s directory.
+pub fn temp_beside(dest: &Path) -> Result<NamedTempFile, PathError> {
+    let dir = parent_dir(dest);
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(at(dir))
+}
+
+/// Fsyncs `tmp`, renames it to `dest` (on the same file system) and fsyncs `dest`'s directory.
+pub fn persist(tmp: NamedTempFile, dest: &Path) -> Result<File, PathError> {
+    tmp.as_file().sync_all().map_err(at(tmp.path()))?;
+    let file = tmp
+        .persist(dest)
+        .map_err(|e| PathError::new(dest, e.error))?;
+    let dir = parent_dir(dest);
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(at(dir))?;
+    Ok(file)
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_appears_only_after_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.tgz");
+        let mut f = AtomicFile::create(&dest).unwrap();
+        f.write_all(b"hello").unwrap();
+        assert!(!dest.exists());
+        f.commit().unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"hello");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn dropped_writer_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.tgz");
+        {
+            let mut f = AtomicFile::create(&dest).unwrap();
+            f.write_all(b"partial").unwrap();
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn replaces_an_existing_file_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("state.json");
+        write(&dest, b"old").unwrap();
+        write(&dest, b"new contents").unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new contents");
+    }
+
+    #[test]
+    fn missing_directory_is_named_in_the_error() {
+        let err = AtomicFile::create("/nonexistent-dir-pifoundry/out.tgz")
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("/nonexistent-dir-pifoundry"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_temporary_file_written_by_others_is_persisted_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("root.img");
+        let tmp = temp_beside(&dest).unwrap();
+        std::fs::write(tmp.path(), b"image").unwrap();
+        assert!(!dest.exists());
+        persist(tmp, &dest).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"image");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

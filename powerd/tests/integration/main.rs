@@ -1,0 +1,10 @@
+//! powerd's integration tests, one binary: a real powerd on an ephemeral loopback port (the
+//! library's server, or the `powerd` executable), configured from real files, driven over
+//! HTTP by `powerd-client`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod api;
+mod daemon;
+mod interop;
