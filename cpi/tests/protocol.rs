@@ -94,3 +94,22 @@ fn known_but_unbuilt_methods_say_so() {
             .contains("'create_vm' is not implemented yet")
     );
 }
+
+#[test]
+fn a_failure_is_one_json_error_on_stdout_and_nothing_on_stderr() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pifoundry-cpi"))
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"{not json").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "{\"result\":null,\"error\":{\"type\":\"Bosh::Clouds::CpiError\",\"message\":\"invalid request JSON: key must be a string at line 1 column 2\",\"ok_to_retry\":false},\"log\":\"\"}\n"
+    );
+}

@@ -73,6 +73,11 @@ fn serve_ctl_and_graceful_sigterm() {
         err.contains("404 outlet_not_found: no outlet \"n9\""),
         "{err}"
     );
+    assert_eq!(
+        err,
+        format!("powerd: {url}: 404 outlet_not_found: no outlet \"n9\"\n"),
+        "the whole stderr line"
+    );
 
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),

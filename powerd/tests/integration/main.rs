@@ -6,5 +6,6 @@
 mod support;
 
 mod api;
+mod cli_errors;
 mod daemon;
 mod interop;
