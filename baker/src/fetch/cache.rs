@@ -121,8 +121,7 @@ impl Staged {
 
     /// Lower-case hex sha256 of everything written so far.
     pub fn digest(&self) -> String {
-        let d = self.0.hasher.clone().finish();
-        d.get(Algo::Sha256).unwrap_or_default().to_string()
+        self.0.hasher.clone().hex(Algo::Sha256)
     }
 }
 

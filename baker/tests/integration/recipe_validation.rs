@@ -115,7 +115,7 @@ fn initramfs_fields() {
     check(
         "modules: [ext4, nbd]",
         "modules: [ext4, 'nbd max_part=8']",
-        "stages[3] (initramfs): modules[1] `nbd max_part=8` is not a module name",
+        "stages[3] (initramfs): modules[1] `nbd max_part=8` is not a valid kernel module name (1-64 of A-Z a-z 0-9 _ -)",
     );
 }
 

@@ -102,6 +102,14 @@ impl Hasher {
         ])
     }
 
+    /// The lowercase hex digest of `algo`, which must be one of those asked for.
+    pub fn hex(self, algo: Algo) -> String {
+        self.finish()
+            .get(algo)
+            .expect("the hasher computes the algorithms it was asked for")
+            .to_string()
+    }
+
     /// Hashes everything `r` yields.
     pub fn read_all(mut self, mut r: impl Read) -> io::Result<Digests> {
         io::copy(&mut r, &mut self)?;
@@ -179,14 +187,7 @@ pub fn hash_file(path: &Path) -> Result<(String, u64), PathError> {
     let f = File::open(path).map_err(at(path))?;
     let mut r = HashingReader::new(io::BufReader::with_capacity(1 << 20, f), &[Algo::Sha256]);
     io::copy(&mut r, &mut io::sink()).map_err(at(path))?;
-    let len = r.count;
-    let sha = r
-        .hasher
-        .finish()
-        .get(Algo::Sha256)
-        .unwrap_or_default()
-        .to_string();
-    Ok((sha, len))
+    Ok((r.hasher.hex(Algo::Sha256), r.count))
 }
 
 #[cfg(test)]

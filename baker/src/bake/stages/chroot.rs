@@ -4,7 +4,6 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Ctx, FieldError, StageError, StageKind};
-use crate::bake::chroot;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,30 +19,10 @@ impl StageKind for ChrootStage {
     }
 
     fn validate(&self) -> Result<(), FieldError> {
-        if self.commands.is_empty() {
-            return Err(FieldError::new(
-                "commands",
-                "",
-                "must list at least one command",
-            ));
-        }
-        match self.commands.iter().position(|c| c.trim().is_empty()) {
-            Some(i) => Err(FieldError::new(
-                format!("commands[{i}]"),
-                "",
-                "must not be empty",
-            )),
-            None => Ok(()),
-        }
+        super::listed("commands", &self.commands, "command")
     }
 
     fn run(&self, ctx: &mut Ctx<'_>) -> Result<(), StageError> {
-        chroot::run(
-            ctx.rootfs,
-            ctx.header.arch,
-            ctx.header.source_date_epoch,
-            &self.commands.join("\n"),
-            &ctx.log,
-        )
+        ctx.chroot(&self.commands.join("\n"))
     }
 }

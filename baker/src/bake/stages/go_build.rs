@@ -87,13 +87,9 @@ impl StageKind for GoBuildStage {
                 "must be a package inside the source, such as `.` or `./main`",
             ));
         }
-        match self.ldflags.iter().position(|f| f.trim().is_empty()) {
-            Some(i) => Err(FieldError::new(
-                format!("ldflags[{i}]"),
-                "",
-                "must not be empty",
-            )),
-            None => Ok(()),
+        match self.ldflags.is_empty() {
+            true => Ok(()),
+            false => super::listed("ldflags", &self.ldflags, "flag"),
         }
     }
 

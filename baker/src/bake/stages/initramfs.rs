@@ -6,7 +6,6 @@ use pifoundry_util::name::NameRule;
 use serde::{Deserialize, Serialize};
 
 use super::{Ctx, FieldError, StageError, StageKind};
-use crate::bake::chroot;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -17,7 +16,7 @@ pub struct InitramfsStage {
 }
 
 const MODULE: NameRule = NameRule {
-    what: "module name",
+    what: "kernel module name",
     max: 64,
     punct: "_-",
     alnum_first: false,
@@ -29,26 +28,11 @@ impl StageKind for InitramfsStage {
     }
 
     fn validate(&self) -> Result<(), FieldError> {
-        for (i, m) in self.modules.iter().enumerate() {
-            MODULE.check(m).map_err(|_| {
-                FieldError::new(
-                    format!("modules[{i}]"),
-                    format!("`{m}`"),
-                    "is not a module name",
-                )
-            })?;
-        }
-        Ok(())
+        super::names("modules", &MODULE, &self.modules)
     }
 
     fn run(&self, ctx: &mut Ctx<'_>) -> Result<(), StageError> {
-        chroot::run(
-            ctx.rootfs,
-            ctx.header.arch,
-            ctx.header.source_date_epoch,
-            &script(&self.modules),
-            &ctx.log,
-        )
+        ctx.chroot(&script(&self.modules))
     }
 }
 

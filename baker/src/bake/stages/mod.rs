@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use pifoundry_bosh::archive::ArchiveError;
 use pifoundry_bosh::stemcell::StemcellError;
+use pifoundry_util::name::NameRule;
 use pifoundry_util::tool::ToolError;
 use pifoundry_util::{Arch, PathError};
 use serde::{Deserialize, Serialize};
@@ -208,6 +209,17 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Runs `script` with `/bin/sh -e` inside the root file system under qemu-user.
+    pub fn chroot(&self, script: &str) -> Result<(), StageError> {
+        crate::bake::chroot::run(
+            self.rootfs,
+            self.header.arch,
+            self.header.source_date_epoch,
+            script,
+            &self.log,
+        )
+    }
+
     /// A verified local copy of a blob.
     pub fn blob(&self, key: &str) -> Result<PathBuf, StageError> {
         self.blobs
@@ -294,28 +306,59 @@ impl<'a> KeyInputs<'a> {
     }
 }
 
-/// `` `path` must be … `` for an absolute path inside the root file system.
+/// An absolute path inside the root file system.
 pub fn absolute(field: &str, p: &Path) -> Result<(), FieldError> {
-    if p.is_absolute() && !p.components().any(|c| c == std::path::Component::ParentDir) {
-        Ok(())
-    } else {
-        Err(FieldError::new(
-            field,
-            format!("`{}`", p.display()),
-            "must be an absolute path without `..`",
-        ))
-    }
+    path_rule(field, p, true, "must be an absolute path without `..`")
 }
 
 /// A project-relative path that stays inside the project.
 pub fn project_relative(field: &str, p: &Path) -> Result<(), FieldError> {
-    if p.is_relative() && !p.components().any(|c| c == std::path::Component::ParentDir) {
+    path_rule(field, p, false, "must be project-relative without `..`")
+}
+
+fn path_rule(field: &str, p: &Path, absolute: bool, rule: &str) -> Result<(), FieldError> {
+    let up = p.components().any(|c| c == std::path::Component::ParentDir);
+    if p.is_absolute() == absolute && !up {
         Ok(())
     } else {
-        Err(FieldError::new(
+        Err(FieldError::new(field, format!("`{}`", p.display()), rule))
+    }
+}
+
+/// `value` follows `rule`.
+pub fn name(field: impl Into<String>, rule: &NameRule, value: &str) -> Result<(), FieldError> {
+    rule.check(value).map_err(|e| {
+        FieldError::new(
             field,
-            format!("`{}`", p.display()),
-            "must be project-relative without `..`",
-        ))
+            format!("`{value}`"),
+            format!("is not {}", e.expected),
+        )
+    })
+}
+
+/// Each of `values` follows `rule`; the error names `field[i]`.
+pub fn names(field: &str, rule: &NameRule, values: &[String]) -> Result<(), FieldError> {
+    for (i, v) in values.iter().enumerate() {
+        name(format!("{field}[{i}]"), rule, v)?;
+    }
+    Ok(())
+}
+
+/// A list that must not be empty, nor hold an empty entry.
+pub fn listed(field: &str, values: &[String], what: &str) -> Result<(), FieldError> {
+    if values.is_empty() {
+        return Err(FieldError::new(
+            field,
+            "",
+            format!("must list at least one {what}"),
+        ));
+    }
+    match values.iter().position(|v| v.trim().is_empty()) {
+        Some(i) => Err(FieldError::new(
+            format!("{field}[{i}]"),
+            "",
+            "must not be empty",
+        )),
+        None => Ok(()),
     }
 }

@@ -81,12 +81,12 @@ impl StageKind for RootfsStage {
     }
 
     fn validate(&self) -> Result<(), FieldError> {
-        let named = |field: &str, rule: &NameRule, v: &str| {
-            rule.check(v).map_err(|e| {
-                FieldError::new(field, format!("`{v}`"), format!("is not {}", e.expected))
-            })
-        };
-        named("suite", &SUITE, &self.suite)?;
+        super::names("suite", &SUITE, std::slice::from_ref(&self.suite)).map_err(|e| {
+            FieldError {
+                field: "suite".into(),
+                ..e
+            }
+        })?;
         if !VARIANTS.contains(&self.variant.as_str()) {
             return Err(FieldError::new(
                 "variant",
@@ -94,12 +94,8 @@ impl StageKind for RootfsStage {
                 format!("is not an mmdebstrap variant ({})", VARIANTS.join(", ")),
             ));
         }
-        for (i, c) in self.components.iter().enumerate() {
-            named(&format!("components[{i}]"), &COMPONENT, c)?;
-        }
-        for (i, p) in self.packages.iter().enumerate() {
-            named(&format!("packages[{i}]"), &PACKAGE, p)?;
-        }
+        super::names("components", &COMPONENT, &self.components)?;
+        super::names("packages", &PACKAGE, &self.packages)?;
         let scheme = self.mirror.split_once("://").map(|(s, _)| s);
         if !matches!(scheme, Some("http" | "https" | "file"))
             || self.mirror.contains(char::is_whitespace)

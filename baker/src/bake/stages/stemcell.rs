@@ -60,25 +60,8 @@ impl StageKind for StemcellStage {
                 "must name at least one format (the CPI's, e.g. pi-raw)",
             ));
         }
-        for (i, f) in self.stemcell_formats.iter().enumerate() {
-            FORMAT.check(f).map_err(|e| {
-                FieldError::new(
-                    format!("stemcell_formats[{i}]"),
-                    format!("`{f}`"),
-                    format!("is not {}", e.expected),
-                )
-            })?;
-        }
-        for (i, p) in self.dev_tools.iter().enumerate() {
-            PACKAGE.check(p).map_err(|e| {
-                FieldError::new(
-                    format!("dev_tools[{i}]"),
-                    format!("`{p}`"),
-                    format!("is not {}", e.expected),
-                )
-            })?;
-        }
-        Ok(())
+        super::names("stemcell_formats", &FORMAT, &self.stemcell_formats)?;
+        super::names("dev_tools", &PACKAGE, &self.dev_tools)
     }
 
     fn key_inputs(&self, key: &mut KeyInputs<'_>) -> Result<(), StageError> {

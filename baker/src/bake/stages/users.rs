@@ -5,7 +5,6 @@ use pifoundry_util::name::NameRule;
 use serde::{Deserialize, Serialize};
 
 use super::{Ctx, FieldError, StageError, StageKind};
-use crate::bake::chroot;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,13 +85,7 @@ impl StageKind for UsersStage {
     }
 
     fn run(&self, ctx: &mut Ctx<'_>) -> Result<(), StageError> {
-        chroot::run(
-            ctx.rootfs,
-            ctx.header.arch,
-            ctx.header.source_date_epoch,
-            &script(self),
-            &ctx.log,
-        )
+        ctx.chroot(&script(self))
     }
 }
 

@@ -101,13 +101,7 @@ fn read_image(
         archive: label.to_string(),
         error,
     })?;
-    let sha1 = rest
-        .hasher
-        .finish()
-        .get(Algo::Sha1)
-        .unwrap_or_default()
-        .to_string();
-    Ok((sha1, first))
+    Ok((rest.hasher.hex(Algo::Sha1), first))
 }
 
 enum Stop {

@@ -79,10 +79,5 @@ fn write_image(root_img: &Path, dest: &Path) -> Result<String, PathError> {
     let mut out = tgz.finish().map_err(at(dest))?;
     out.inner.flush().map_err(at(dest))?;
     out.inner.get_ref().sync_all().map_err(at(dest))?;
-    Ok(out
-        .hasher
-        .finish()
-        .get(Algo::Sha1)
-        .unwrap_or_default()
-        .to_string())
+    Ok(out.hasher.hex(Algo::Sha1))
 }
