@@ -3,6 +3,7 @@
 //! Dropping the `asb` register from the power-management (watchdog) node of a copy of the
 //! device tree avoids the probe of that block; real Pis keep the stock DTB.
 
+use pifoundry_util::BadInput;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
@@ -26,16 +27,18 @@ pub fn patch_for_qemu(src: &Path, dest: &Path) -> Result<(), BootError> {
             .arg("compatible"),
         None,
     )
-    .map_err(|e| BootError::Input {
-        path: src.to_path_buf(),
-        message: format!("not a BCM2835 device tree ({PM_NODE}: {})", e.detail),
+    .map_err(|e| {
+        BootError::Input(BadInput::new(
+            src.to_path_buf(),
+            format!("not a BCM2835 device tree ({PM_NODE}: {})", e.detail),
+        ))
     })?;
     let compatible = String::from_utf8_lossy(&node.stdout);
     if !compatible.contains("bcm2835-pm") {
-        return Err(BootError::Input {
-            path: src.to_path_buf(),
-            message: format!("{PM_NODE} is {:?}, not brcm,bcm2835-pm", compatible.trim()),
-        });
+        return Err(BootError::Input(BadInput::new(
+            src.to_path_buf(),
+            format!("{PM_NODE} is {:?}, not brcm,bcm2835-pm", compatible.trim()),
+        )));
     }
     tool::run(
         Command::new("fdtput")

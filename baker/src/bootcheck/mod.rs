@@ -12,6 +12,7 @@ mod console;
 pub mod dtb;
 mod qemu;
 
+use pifoundry_util::BadInput;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -34,8 +35,8 @@ pub const SD_APPEND: &str =
 pub enum BootError {
     #[error(transparent)]
     Io(#[from] PathError),
-    #[error("{}: {message}", path.display())]
-    Input { path: PathBuf, message: String },
+    #[error(transparent)]
+    Input(#[from] BadInput),
     #[error(transparent)]
     Tool(#[from] ToolError),
     #[error("cannot start QEMU: {0}")]
@@ -118,16 +119,18 @@ impl BootSpec {
             .filter_map(Result::ok)
             .find(|e| e.file_name() == "bcm2835-rpi-zero.dtb")
             .map(|e| e.into_path())
-            .ok_or_else(|| BootError::Input {
-                path: boot.clone(),
-                message: "no bcm2835-rpi-zero.dtb under it".into(),
+            .ok_or_else(|| {
+                BootError::Input(BadInput::new(
+                    boot.clone(),
+                    "no bcm2835-rpi-zero.dtb under it",
+                ))
             })?;
         let image = dir.join("root.img");
         if !image.is_file() {
-            return Err(BootError::Input {
-                path: image,
-                message: "no such file (the bake's disk image)".into(),
-            });
+            return Err(BootError::Input(BadInput::new(
+                image,
+                "no such file (the bake's disk image)",
+            )));
         }
         let mut spec = Self::new(kernel, dtb);
         spec.initrd = Some(initrd);
@@ -146,14 +149,14 @@ fn find_one(dir: &Path, pred: impl Fn(&str) -> bool, what: &str) -> Result<PathB
     found.sort();
     match found.len() {
         1 => Ok(found.pop().expect("one")),
-        0 => Err(BootError::Input {
-            path: dir.to_path_buf(),
-            message: format!("no {what} in it"),
-        }),
-        _ => Err(BootError::Input {
-            path: dir.to_path_buf(),
-            message: format!("more than one {what} in it; pass the files explicitly"),
-        }),
+        0 => Err(BootError::Input(BadInput::new(
+            dir.to_path_buf(),
+            format!("no {what} in it"),
+        ))),
+        _ => Err(BootError::Input(BadInput::new(
+            dir.to_path_buf(),
+            format!("more than one {what} in it; pass the files explicitly"),
+        ))),
     }
 }
 

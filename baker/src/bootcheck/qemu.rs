@@ -2,6 +2,7 @@
 //! outlive a crashed checker), its serial console on stdio, the SD image as a throw-away
 //! snapshot so the checked image is never written.
 
+use pifoundry_util::BadInput;
 use std::fs::File;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
@@ -32,10 +33,10 @@ impl Qemu {
             if let Some(p) = path
                 && !p.is_file()
             {
-                return Err(BootError::Input {
-                    path: p.clone(),
-                    message: format!("{what}: no such file"),
-                });
+                return Err(BootError::Input(BadInput::new(
+                    p.clone(),
+                    format!("{what}: no such file"),
+                )));
             }
         }
         let scratch =
@@ -70,15 +71,14 @@ impl Qemu {
             cmd.arg("-initrd").arg(initrd);
         }
         if let Some(img) = &spec.image {
-            let path = img.to_str().ok_or_else(|| BootError::Input {
-                path: img.clone(),
-                message: "image path is not UTF-8".into(),
+            let path = img.to_str().ok_or_else(|| {
+                BootError::Input(BadInput::new(img.clone(), "image path is not UTF-8"))
             })?;
             if path.contains(',') {
-                return Err(BootError::Input {
-                    path: img.clone(),
-                    message: "QEMU cannot take an image path with a comma".into(),
-                });
+                return Err(BootError::Input(BadInput::new(
+                    img.clone(),
+                    "QEMU cannot take an image path with a comma",
+                )));
             }
             cmd.arg("-drive")
                 .arg(format!("file={path},if=sd,format=raw,snapshot=on"));

@@ -3,6 +3,7 @@
 //! still copies each inode's atime and ctime from the host, where ctime cannot be set, so a
 //! debugfs pass then sets atime and ctime to SOURCE_DATE_EPOCH and clamps newer mtimes.
 
+use pifoundry_util::BadInput;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -42,9 +43,11 @@ pub(super) fn clamp_times(img: &Path, layout: &Layout, spec: &ImageSpec) -> Resu
     let epoch = spec.source_date_epoch;
     let mut script: Vec<u8> = Vec::new();
     for entry in WalkDir::new(&spec.rootfs).sort_by_file_name() {
-        let entry = entry.map_err(|e| ImageError::Input {
-            path: e.path().unwrap_or(&spec.rootfs).to_path_buf(),
-            message: e.to_string(),
+        let entry = entry.map_err(|e| {
+            ImageError::Input(BadInput::new(
+                e.path().unwrap_or(&spec.rootfs).to_path_buf(),
+                e.to_string(),
+            ))
         })?;
         let rel = entry
             .path()
@@ -56,11 +59,10 @@ pub(super) fn clamp_times(img: &Path, layout: &Layout, spec: &ImageSpec) -> Resu
         for &b in rel.as_os_str().as_bytes() {
             match b {
                 b'\n' => {
-                    return Err(ImageError::Input {
-                        path: entry.path().to_path_buf(),
-                        message: "file name contains a newline, which debugfs cannot address"
-                            .into(),
-                    });
+                    return Err(ImageError::Input(BadInput::new(
+                        entry.path(),
+                        "file name contains a newline, which debugfs cannot address",
+                    )));
                 }
                 b'"' => path.extend_from_slice(b"\"\""),
                 _ => path.push(b),

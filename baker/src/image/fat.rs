@@ -3,6 +3,7 @@
 //! reproducible), and the tree is copied one directory at a time in sorted order so that
 //! directory entries do not follow the host's readdir order.
 
+use pifoundry_util::BadInput;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -40,9 +41,11 @@ pub(super) fn copy_tree(img: &Path, layout: &Layout, spec: &ImageSpec) -> Result
     let mut files: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     let mut seen: HashSet<String> = HashSet::new();
     for entry in WalkDir::new(root).min_depth(1).sort_by_file_name() {
-        let entry = entry.map_err(|e| ImageError::Input {
-            path: e.path().unwrap_or(root).to_path_buf(),
-            message: e.to_string(),
+        let entry = entry.map_err(|e| {
+            ImageError::Input(BadInput::new(
+                e.path().unwrap_or(root).to_path_buf(),
+                e.to_string(),
+            ))
         })?;
         let rel = entry
             .path()
@@ -97,8 +100,5 @@ pub(super) fn copy_tree(img: &Path, layout: &Layout, spec: &ImageSpec) -> Result
 }
 
 fn input(path: &Path, message: &str) -> ImageError {
-    ImageError::Input {
-        path: path.to_path_buf(),
-        message: message.into(),
-    }
+    ImageError::Input(BadInput::new(path, message))
 }

@@ -6,6 +6,7 @@
 mod ext4;
 mod fat;
 
+use pifoundry_util::BadInput;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -31,8 +32,8 @@ pub enum ImageError {
     },
     #[error(transparent)]
     Io(#[from] PathError),
-    #[error("{}: {message}", path.display())]
-    Input { path: PathBuf, message: String },
+    #[error(transparent)]
+    Input(#[from] BadInput),
     #[error(transparent)]
     Tool(#[from] ToolError),
 }

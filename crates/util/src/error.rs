@@ -29,6 +29,23 @@ impl PathError {
     }
 }
 
+/// A file or directory that exists but cannot be used as it is, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", path.display())]
+pub struct BadInput {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl BadInput {
+    pub fn new(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
 /// `.map_err(at(path))`: names `path` in an I/O error.
 pub fn at(path: &Path) -> impl Fn(io::Error) -> PathError + '_ {
     move |error| PathError::new(path, error)

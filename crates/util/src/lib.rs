@@ -6,7 +6,8 @@
 //!   [`hash::HashingWriter`]) and [`hash::hash_file`].
 //! - [`tool`]: running an external tool; a failure is one line with the tail of its stderr.
 //! - [`error`]: the error convention (messages complete on their own, [`error::PathError`] for
-//!   I/O on a named file) and [`error::chain`], how a CLI prints what reached it.
+//!   I/O on a named file, [`error::BadInput`] for a file that cannot be used) and
+//!   [`error::chain`], how a CLI prints what reached it.
 //! - [`name`]: names and identifiers that end up in paths, URLs and commands.
 //! - [`arch`]: the one CPU architecture type, with its GOARCH / GOARM / Debian / ELF / QEMU names.
 //!
@@ -27,4 +28,4 @@ pub mod name;
 pub mod tool;
 
 pub use arch::Arch;
-pub use error::PathError;
+pub use error::{BadInput, PathError};

@@ -19,7 +19,7 @@ use pifoundry_bosh::archive::ArchiveError;
 use pifoundry_bosh::stemcell::StemcellError;
 use pifoundry_util::name::NameRule;
 use pifoundry_util::tool::ToolError;
-use pifoundry_util::{Arch, PathError};
+use pifoundry_util::{Arch, BadInput, PathError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -149,8 +149,8 @@ pub enum StageError {
     #[error("patch {}: does not apply: {error}", patch.display())]
     Patch { patch: PathBuf, error: ToolError },
     /// An input that cannot be used (a template that does not render, a missing kernel).
-    #[error("{}: {message}", path.display())]
-    Input { path: PathBuf, message: String },
+    #[error(transparent)]
+    Input(#[from] BadInput),
     /// A system call on a path (mount, mknod, utimensat).
     #[error("{what} {}: {error}", path.display())]
     Sys {
@@ -162,10 +162,7 @@ pub enum StageError {
 
 impl StageError {
     pub fn input(path: &Path, message: impl Into<String>) -> Self {
-        StageError::Input {
-            path: path.to_path_buf(),
-            message: message.into(),
-        }
+        StageError::Input(BadInput::new(path, message))
     }
 }
 

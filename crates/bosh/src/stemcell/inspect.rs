@@ -4,6 +4,7 @@
 use std::io::{self, BufReader, Read};
 use std::path::Path;
 
+use pifoundry_util::BadInput;
 use pifoundry_util::hash::{Algo, HashingReader};
 use serde::Serialize;
 
@@ -29,10 +30,7 @@ pub struct Inspection {
 }
 
 pub fn inspect(path: &Path) -> Result<Inspection, StemcellError> {
-    let invalid = |message: String| StemcellError::Invalid {
-        path: path.to_path_buf(),
-        message,
-    };
+    let invalid = |message: String| StemcellError::Invalid(BadInput::new(path, message));
     let label = path.display().to_string();
     let mut entries = Vec::new();
     let mut manifest = None;

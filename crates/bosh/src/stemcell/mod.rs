@@ -4,7 +4,7 @@ mod inspect;
 pub mod manifest;
 mod pack;
 
-use pifoundry_util::PathError;
+use pifoundry_util::{BadInput, PathError};
 
 pub use inspect::{Inspection, inspect};
 pub use manifest::Manifest;
@@ -18,9 +18,6 @@ pub enum StemcellError {
     Io(#[from] PathError),
     #[error(transparent)]
     Archive(#[from] ArchiveError),
-    #[error("{}: {message}", path.display())]
-    Invalid {
-        path: std::path::PathBuf,
-        message: String,
-    },
+    #[error(transparent)]
+    Invalid(#[from] BadInput),
 }
