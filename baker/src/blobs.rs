@@ -176,15 +176,17 @@ pub struct Overridden<B> {
 
 impl<B: Blobs> Blobs for Overridden<B> {
     fn sha256(&self, key: &str) -> Result<String, BlobError> {
-        match self.local.0.contains_key(key) {
-            true => self.local.sha256(key),
-            false => self.fallback.sha256(key),
+        if self.local.0.contains_key(key) {
+            self.local.sha256(key)
+        } else {
+            self.fallback.sha256(key)
         }
     }
     fn get(&self, key: &str) -> Result<LockedBlob, BlobError> {
-        match self.local.0.contains_key(key) {
-            true => self.local.get(key),
-            false => self.fallback.get(key),
+        if self.local.0.contains_key(key) {
+            self.local.get(key)
+        } else {
+            self.fallback.get(key)
         }
     }
 }

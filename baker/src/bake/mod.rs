@@ -19,8 +19,7 @@ use serde::Serialize;
 use cache::StageCache;
 use stages::{Ctx, Stage, StageError};
 
-use crate::blobs::BlobError;
-pub use crate::blobs::Blobs;
+use crate::blobs::{BlobError, Blobs};
 use crate::recipe::RecipeError;
 use crate::recipe::stemcell::StemcellRecipe;
 

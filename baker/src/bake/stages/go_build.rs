@@ -87,10 +87,10 @@ impl StageKind for GoBuildStage {
                 "must be a package inside the source, such as `.` or `./main`",
             ));
         }
-        match self.ldflags.is_empty() {
-            true => Ok(()),
-            false => super::listed("ldflags", &self.ldflags, "flag"),
+        if self.ldflags.is_empty() {
+            return Ok(());
         }
+        super::listed("ldflags", &self.ldflags, "flag")
     }
 
     fn blobs(&self) -> Vec<&str> {
