@@ -4,7 +4,7 @@
 //!   reader (and extractor) that refuses entries which could land outside their target.
 //! - [`release`]: release tarballs — `release.MF` ([`release::Manifest`]), multi-digests,
 //!   fingerprints (SHA-1 and SHA-256 eras), [`release::read`], [`release::writer`] and
-//!   [`release::verify`].
+//!   [`release::verify()`].
 //! - [`stemcell`]: stemcell tarballs — `stemcell.MF` ([`stemcell::Manifest`]),
 //!   [`stemcell::pack`] and [`stemcell::inspect`].
 //!
