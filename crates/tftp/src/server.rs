@@ -261,12 +261,8 @@ async fn serve_request<R: Resolver>(
         .map(|(name, value)| packet::TftpOption { name, value })
         .collect();
     let negotiated = negotiate(&options, source.size(), config.max_blksize);
-    let mut link = Link {
-        socket: &socket,
-        timeout: negotiated.timeout.unwrap_or(config.timeout),
-        retries: config.retries,
-        stop,
-    };
+    let timeout = negotiated.timeout.unwrap_or(config.timeout);
+    let mut link = Link::new(&socket, timeout, config.retries, stop);
     let started = Instant::now();
     let report = transfer::send(&mut link, &mut source, &negotiated).await;
     let (size, bytes, blocks, blksize) = (

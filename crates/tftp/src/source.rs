@@ -113,13 +113,12 @@ impl ServedDir {
     pub async fn open_file(&self, path: &RequestPath) -> io::Result<Option<Source>> {
         let root = Arc::clone(&self.root);
         let name = path.as_str().to_owned();
-        let file = tokio::task::spawn_blocking(move || open_beneath(&root, &name))
-            .await
-            .map_err(io::Error::other)??;
-        match file {
+        tokio::task::spawn_blocking(move || match open_beneath(&root, &name)? {
             Some(file) if file.metadata()?.is_file() => Source::from_file(file).map(Some),
             _ => Ok(None),
-        }
+        })
+        .await
+        .map_err(io::Error::other)?
     }
 }
 

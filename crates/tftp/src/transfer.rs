@@ -5,12 +5,13 @@
 //! syndrome (every duplicate ACK doubling the DATA packets from then on).
 
 use std::io;
+use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::{Instant, Sleep, sleep_until};
 
 use crate::Source;
 use crate::options::Negotiated;
@@ -48,10 +49,30 @@ pub(crate) enum End {
 }
 
 pub(crate) struct Link<'a> {
-    pub socket: &'a UdpSocket,
-    pub timeout: Duration,
-    pub retries: u32,
-    pub stop: watch::Receiver<bool>,
+    socket: &'a UdpSocket,
+    timeout: Duration,
+    retries: u32,
+    stop: watch::Receiver<bool>,
+    /// One retransmission timer, reset per send: cheaper than a new timer per block.
+    timer: Pin<Box<Sleep>>,
+}
+
+impl<'a> Link<'a> {
+    pub fn new(
+        socket: &'a UdpSocket,
+        timeout: Duration,
+        retries: u32,
+        stop: watch::Receiver<bool>,
+    ) -> Link<'a> {
+        let timer = Box::pin(sleep_until(Instant::now() + timeout));
+        Link {
+            socket,
+            timeout,
+            retries,
+            stop,
+            timer,
+        }
+    }
 }
 
 impl Link<'_> {
@@ -60,8 +81,7 @@ impl Link<'_> {
         let mut buf = [0u8; 1024];
         for _ in 0..=self.retries {
             self.socket.send(packet).await.map_err(link_error)?;
-            let timer = sleep_until(Instant::now() + self.timeout);
-            tokio::pin!(timer);
+            self.timer.as_mut().reset(Instant::now() + self.timeout);
             loop {
                 tokio::select! {
                     biased;
@@ -77,7 +97,7 @@ impl Link<'_> {
                             _ => {}
                         }
                     }
-                    _ = &mut timer => break,
+                    _ = self.timer.as_mut() => break,
                 }
             }
         }
