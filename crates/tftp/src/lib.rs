@@ -37,7 +37,8 @@
 //!             return Ok(None); // an unknown Pi: record it, serve it nothing
 //!         }
 //!         if file.as_str() == "cmdline.txt" {
-//!             return Ok(Some(Source::from_bytes(format!("root=/dev/nbd0 ip={}\n", request.peer.ip()))));
+//!             let cmdline = format!("root=/dev/nbd0 ip={}\n", request.peer.ip());
+//!             return Ok(Some(Source::from_bytes(cmdline)));
 //!         }
 //!         self.boot.open_file(&request.path).await
 //!     }

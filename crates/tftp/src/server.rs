@@ -93,16 +93,21 @@ impl<R: Resolver> Server<R> {
                         warn!(error = %e, "tftp transfer task failed");
                     }
                 }
-                received = self.socket.recv_from(&mut buf) => match received {
-                    Ok((len, peer)) => {
-                        if let Some(request) = self.admit(&buf[..len], peer, transfers.len()).await {
-                            let task = serve_request(request, local, Arc::clone(&self.resolver), self.config.clone(), stop_rx.clone());
-                            transfers.spawn(task);
+                received = self.socket.recv_from(&mut buf) => {
+                    let (len, peer) = match received {
+                        Ok(received) => received,
+                        Err(e) if transient(&e) => {
+                            debug!(error = %e, "tftp receive");
+                            continue;
                         }
+                        Err(e) => break Err(e),
+                    };
+                    if let Some(request) = self.admit(&buf[..len], peer, transfers.len()).await {
+                        let (resolver, config) = (Arc::clone(&self.resolver), self.config.clone());
+                        let task = serve_request(request, local, resolver, config, stop_rx.clone());
+                        transfers.spawn(task);
                     }
-                    Err(e) if transient(&e) => debug!(error = %e, "tftp receive"),
-                    Err(e) => break Err(e),
-                },
+                }
             }
         };
         let _ = stop_tx.send(true);
@@ -123,7 +128,7 @@ impl<R: Resolver> Server<R> {
                 return None;
             }
             Ok(other) => {
-                debug!(%peer, packet = ?other, "tftp: not a request on the listening port; ignored");
+                debug!(%peer, packet = ?other, "tftp: not a request; ignored");
                 return None;
             }
             Err(e) if looks_like_request(datagram) => {
@@ -279,7 +284,8 @@ async fn serve_request<R: Resolver>(
         }
         End::PeerGone => info!(%peer, %file, bytes, size, "tftp client went away"),
         End::TimedOut { block } => {
-            warn!(%peer, %file, bytes, size, block, retries = config.retries, "tftp gave up: no acknowledgement")
+            let retries = config.retries;
+            warn!(%peer, %file, bytes, size, block, retries, "tftp gave up: no acknowledgement")
         }
         End::Stopped => {
             info!(%peer, %file, bytes, size, "tftp transfer stopped: server shutting down");
