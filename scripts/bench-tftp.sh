@@ -32,6 +32,8 @@ trap cleanup EXIT
 
 ip netns add "$ns"
 ip netns exec "$ns" ip link set lo up
+# nsenter execs the command: started in the background directly (not through a function,
+# which would be a subshell), $! is the server itself and cleanup can end it
 in_ns() { nsenter --net="/run/netns/$ns" "$@"; }
 
 mkdir -p "$work/root" "$work/out"
@@ -77,8 +79,6 @@ cpu_ms_per_mib() {
 }
 
 # pifoundry-tftp: the example server over the library, logging every transfer as powerd would
-# not through in_ns: a backgrounded function is a subshell, and $! must be the server itself
-# (nsenter execs it)
 RUST_LOG=info nsenter --net="/run/netns/$ns" "$ours" "$work/root" 127.0.0.1:0 >"$work/ours.out" 2>"$work/ours.log" &
 pids+=($!)
 port=
@@ -93,14 +93,16 @@ ours_one=$(best "$port" 1)
 ours_ten=$(best "$port" "$clients")
 ours_rss=$(peak_rss_mib "$ours_pid")
 ours_cpu=$(cpu_ms_per_mib "$ours_pid")
+kill "$ours_pid"; wait "$ours_pid" || true  # SIGTERM: graceful shutdown
 
 # dnsmasq: TFTP only (no DNS, no DHCP), logging to a file
-in_ns dnsmasq --keep-in-foreground --conf-file=/dev/null --port=0 --bind-interfaces \
+nsenter --net="/run/netns/$ns" dnsmasq --keep-in-foreground --conf-file=/dev/null --port=0 --bind-interfaces \
   --listen-address=127.0.0.1 --enable-tftp --tftp-root="$work/root" --tftp-max=64 \
   --user=root --group=root --pid-file="$work/dnsmasq.pid" --log-facility="$work/dnsmasq.log" &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$work/dnsmasq.pid" ] && break; sleep 0.1; done
-dnsmasq_pid=$(cat "$work/dnsmasq.pid")
+dnsmasq_pid=${pids[-1]}
+[ "$(cat "$work/dnsmasq.pid")" = "$dnsmasq_pid" ] || { echo "bench-tftp: dnsmasq did not start as expected" >&2; exit 1; }
 peer_one=$(best 69 1)
 peer_ten=$(best 69 "$clients")
 peer_rss=$(peak_rss_mib "$dnsmasq_pid")
