@@ -16,7 +16,7 @@ help:
 	@echo "make stemcell   bake $(RECIPE) into $(OUT)/"
 	@echo "make test       cargo fmt --check, clippy -D warnings, cargo nextest (whole workspace)"
 	@echo "make bench-stemcell  cold bake, warm re-bake after a late change, byte-identical check"
-	@echo "make bench      benchmarks against their peers (gunzip, tar pipelines, load generator)"
+	@echo "make bench      benchmarks against their peers (gunzip, tar pipelines, load generator, dnsmasq TFTP)"
 
 stemcell:
 	@bash $(PREREQS) stemcell
@@ -39,6 +39,7 @@ bench:
 	bash scripts/bench-rewrite.sh
 	bash scripts/bench-audit.sh
 	bash scripts/bench-powerd.sh
+	bash scripts/bench-tftp.sh
 
 powerd-aarch64:
 	@bash $(PREREQS) cross

@@ -11,18 +11,20 @@ for set in "${@:-test}"; do
   case "$set" in
     test)
       # cross compilers and Go make real ARM/x86 ELF fixtures; qemu-user runs them;
-      # the stemcell stages are exercised by the tests too.
+      # the stemcell stages are exercised by the tests too; curl and tftp-hpa are the real
+      # TFTP clients of crates/tftp's tests.
       want_apt+=(gcc-arm-linux-gnueabi libc6-dev-armel-cross gcc-aarch64-linux-gnu libc6-dev-arm64-cross
                  golang-go qemu-user-static binfmt-support
                  mmdebstrap arch-test dosfstools mtools e2fsprogs fdisk
                  device-tree-compiler qemu-system-arm cpio xz-utils zstd
-                 curl ca-certificates) ;;
+                 curl ca-certificates tftp-hpa) ;;
     stemcell)
       want_apt+=(mmdebstrap arch-test qemu-user-static binfmt-support golang-go
                  dosfstools mtools e2fsprogs fdisk device-tree-compiler
                  qemu-system-arm cpio xz-utils zstd ca-certificates) ;;
     bench)
-      want_apt+=(gzip tar time bc) ;;
+      # dnsmasq-base: dnsmasq's binary without its service, the TFTP peer of bench-tftp.sh
+      want_apt+=(gzip tar time bc curl dnsmasq-base iproute2) ;;
     cross)
       want_targets+=(aarch64-unknown-linux-musl) ;;
     *) echo "install-prereqs: unknown set '$set' (test|stemcell|bench|cross)" >&2; exit 2 ;;
