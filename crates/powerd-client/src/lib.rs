@@ -5,6 +5,9 @@
 //! - [`Client`]: async (tokio), typed calls ([`Client::outlets`], [`Client::set_power`], …)
 //!   plus raw [`Client::call`] / [`Client::send`] for tests and tools;
 //!   [`blocking::Client`] for one-shot processes such as the CPI.
+//! - [`provision`]: the JSON of the provisioning API — the Pi inventory ([`provision::Pi`]),
+//!   images, VMs ([`provision::CreateVm`]), disks, and the attachments the Pi's attach helper
+//!   polls on the Pi network.
 //!
 //! ```no_run
 //! use powerd_client::{Credentials, PowerState, blocking};
@@ -19,6 +22,7 @@
 
 pub mod blocking;
 mod client;
+pub mod provision;
 pub mod types;
 
 pub use client::{Client, ClientError, Credentials, Response};

@@ -84,4 +84,21 @@ pub mod codes {
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
     pub const BACKEND_FAILED: &str = "backend_failed";
     pub const STATE_NOT_SAVED: &str = "state_not_saved";
+    // provisioning (see `crate::provision`)
+    pub const PI_NOT_FOUND: &str = "pi_not_found";
+    pub const IMAGE_NOT_FOUND: &str = "image_not_found";
+    pub const VM_NOT_FOUND: &str = "vm_not_found";
+    pub const DISK_NOT_FOUND: &str = "disk_not_found";
+    /// Nothing in the pool matches the VM's constraints: retrying will not help.
+    pub const NO_FREE_PI: &str = "no_free_pi";
+    pub const IMAGE_IN_USE: &str = "image_in_use";
+    pub const DISK_ATTACHED: &str = "disk_attached";
+    pub const PI_BUSY: &str = "pi_busy";
+    pub const TOO_MANY_NETWORKS: &str = "too_many_networks";
+    pub const INVALID_CONSTRAINTS: &str = "invalid_constraints";
+    /// The Pi did not confirm the device in time; the attach was rolled back.
+    pub const ATTACH_TIMEOUT: &str = "attach_timeout";
+    /// A step of a VM's creation failed (the message names it); everything was rolled back.
+    pub const PROVISION_FAILED: &str = "provision_failed";
+    pub const UPLOAD_DIGEST_MISMATCH: &str = "upload_digest_mismatch";
 }
