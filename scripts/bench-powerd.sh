@@ -25,6 +25,7 @@ trap cleanup EXIT
 
 token="bench-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
 echo "bench:$token" >"$work/tokens"
+chmod 600 "$work/tokens"
 # one outlet per connection, so that every PUT is a transition
 outlets=$(seq -f 'n%g' 1 "$concurrency" | paste -sd,)
 

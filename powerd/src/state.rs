@@ -98,8 +98,10 @@ impl Store {
         let audit = OpenOptions::new()
             .create(true)
             .append(true)
+            .read(true)
             .open(audit_path)
             .map_err(io(audit_path))?;
+        repair_audit(&audit, audit_path).map_err(io(audit_path))?;
         Ok(Store {
             path: path.to_path_buf(),
             audit_path: audit_path.to_path_buf(),
@@ -124,8 +126,8 @@ impl Store {
         self.lock().file.outlets.get(id).cloned()
     }
 
-    /// Records a transition of `id` to `state` made by `who` through `action`: audit line,
-    /// then the state file. Returns once the new state is on disk.
+    /// Records a transition of `id` to `state` made by `who` through `action`: in memory, an
+    /// audit line, then the state file. Returns once the new state is on disk.
     pub async fn record(
         self: &Arc<Self>,
         id: &str,
@@ -138,32 +140,41 @@ impl Store {
             changed_at: now_rfc3339(),
             changed_by: who.to_string(),
         };
-        self.audit(id, action, &record)?;
         let mine = {
             let mut snap = self.lock();
             snap.file.outlets.insert(id.to_string(), record.clone());
             snap.generation += 1;
             snap.generation
         };
+        // The switch happened: the state file must say so even when the audit line could not
+        // be written (a full disk fails both; the state file then keeps its last good version).
+        let audited = self.audit(id, action, &record);
+        self.persist(mine).await?;
+        audited.map(|()| record)
+    }
+
+    /// Returns once a snapshot at least as new as generation `mine` is on disk.
+    async fn persist(&self, mine: u64) -> Result<(), StateError> {
         let mut persisted = self.persisted.lock().await;
-        if *persisted < mine {
-            let (generation, bytes) = {
-                let snap = self.lock();
-                let mut bytes = serde_json::to_vec_pretty(&snap.file).expect("state serialises");
-                bytes.push(b'\n');
-                (snap.generation, bytes)
-            };
-            let path = self.path.clone();
-            tokio::task::spawn_blocking(move || write_atomic(&path, &bytes))
-                .await
-                .expect("state writer panicked")
-                .map_err(|error| StateError::Io {
-                    path: self.path.clone(),
-                    error,
-                })?;
-            *persisted = generation;
+        if *persisted >= mine {
+            return Ok(());
         }
-        Ok(record)
+        let (generation, bytes) = {
+            let snap = self.lock();
+            let mut bytes = serde_json::to_vec_pretty(&snap.file).expect("state serialises");
+            bytes.push(b'\n');
+            (snap.generation, bytes)
+        };
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || write_atomic(&path, &bytes))
+            .await
+            .expect("state writer panicked")
+            .map_err(|error| StateError::Io {
+                path: self.path.clone(),
+                error,
+            })?;
+        *persisted = generation;
+        Ok(())
     }
 
     fn audit(&self, id: &str, action: &str, record: &OutletRecord) -> Result<(), StateError> {
@@ -178,12 +189,44 @@ impl Store {
         let mut line = line.to_string();
         line.push('\n');
         let mut f = self.audit.lock().unwrap_or_else(|e| e.into_inner());
-        f.write_all(line.as_bytes())
-            .map_err(|error| StateError::Io {
-                path: self.audit_path.clone(),
-                error,
-            })
+        append_line(&mut f, line.as_bytes()).map_err(|error| StateError::Io {
+            path: self.audit_path.clone(),
+            error,
+        })
     }
+}
+
+/// Appends one whole line or nothing: a write cut short (a full disk) is cut back off, so the
+/// log never holds half a line that the next line would be glued to.
+fn append_line(f: &mut File, line: &[u8]) -> std::io::Result<()> {
+    let len = f.metadata()?.len();
+    f.write_all(line).inspect_err(|_| {
+        let _ = f.set_len(len);
+    })
+}
+
+/// Cuts a torn last line (the machine lost power mid-append) so the log is whole lines again.
+fn repair_audit(f: &File, path: &Path) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut r = f;
+    let mut tail = Vec::new();
+    let from = len.saturating_sub(64 * 1024);
+    r.seek(SeekFrom::Start(from))?;
+    r.take(len - from).read_to_end(&mut tail)?;
+    if tail.last() == Some(&b'\n') {
+        return Ok(());
+    }
+    let keep = match tail.iter().rposition(|&b| b == b'\n') {
+        Some(i) => from + i as u64 + 1,
+        None if from == 0 => 0,
+        None => return Ok(()), // one line longer than 64 KiB: not ours, leave it
+    };
+    tracing::warn!(file = %path.display(), bytes = len - keep, "audit log ended in a torn line; cut it");
+    f.set_len(keep)
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -243,6 +286,26 @@ mod tests {
         assert!(lines[1]["at"].as_str().unwrap().ends_with('Z'));
         let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("s")).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "temp files left behind");
+    }
+
+    #[tokio::test]
+    async fn a_torn_last_audit_line_is_cut_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, audit) = (dir.path().join("state.json"), dir.path().join("audit.log"));
+        let whole = "{\"at\":\"2026-01-01T00:00:00.000Z\",\"outlet\":\"n1\"}\n";
+        std::fs::write(&audit, format!("{whole}{{\"at\":\"2026-01-")).unwrap();
+        let store = Arc::new(Store::open(&state, &audit).unwrap());
+        store.record("n1", PowerState::On, "cpi", "on").await.unwrap();
+        let text = std::fs::read_to_string(&audit).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0], whole.trim_end());
+        let last: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(last["who"], "cpi");
+        // a log that is only a torn line is emptied
+        std::fs::write(&audit, "{\"at\"").unwrap();
+        drop(Store::open(&state, &audit).unwrap());
+        assert_eq!(std::fs::read(&audit).unwrap(), b"");
     }
 
     #[test]
