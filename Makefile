@@ -10,13 +10,16 @@ OUT      ?= out
 CARGO    ?= cargo
 NEXTEST_PROFILE := $(if $(CI),ci,default)
 
-.PHONY: help stemcell bench-stemcell test bench powerd-aarch64 clean
+API_EXAMPLES ?= 500
+
+.PHONY: help stemcell bench-stemcell test bench powerd-aarch64 api-fuzz clean
 
 help:
 	@echo "make stemcell   bake $(RECIPE) into $(OUT)/"
 	@echo "make test       cargo fmt --check, clippy -D warnings, cargo nextest (whole workspace)"
 	@echo "make bench-stemcell  cold bake, warm re-bake after a late change, byte-identical check"
 	@echo "make bench      benchmarks against their peers (gunzip, tar pipelines, load generator)"
+	@echo "make api-fuzz   schemathesis against powerd's /openapi.json, API_EXAMPLES=$(API_EXAMPLES) per operation"
 
 stemcell:
 	@bash $(PREREQS) stemcell
@@ -39,6 +42,12 @@ bench:
 	bash scripts/bench-rewrite.sh
 	bash scripts/bench-audit.sh
 	bash scripts/bench-powerd.sh
+
+# the same test make test runs (25 examples per operation), with many more examples
+api-fuzz:
+	@bash $(PREREQS) api
+	PIFOUNDRY_SCHEMATHESIS_EXAMPLES=$(API_EXAMPLES) $(CARGO) nextest run --locked -p powerd \
+	  -E 'test(schemathesis)' --no-capture
 
 powerd-aarch64:
 	@bash $(PREREQS) cross
