@@ -16,7 +16,7 @@ API_EXAMPLES ?= 500
 
 help:
 	@echo "make stemcell   bake $(RECIPE) into $(OUT)/"
-	@echo "make test       cargo fmt --check, clippy -D warnings, cargo nextest (whole workspace)"
+	@echo "make test       cargo fmt --check, clippy -D warnings, cargo deny, cargo nextest (whole workspace)"
 	@echo "make bench-stemcell  cold bake, warm re-bake after a late change, byte-identical check"
 	@echo "make bench      benchmarks against their peers (gunzip, tar pipelines, load generator)"
 	@echo "make api-fuzz   schemathesis against powerd's /openapi.json, API_EXAMPLES=$(API_EXAMPLES) per operation"
@@ -34,6 +34,7 @@ test:
 	@bash $(PREREQS) test
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) deny --locked check licenses bans sources
 	$(CARGO) nextest run --workspace --locked --profile $(NEXTEST_PROFILE)
 
 bench:

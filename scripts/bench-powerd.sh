@@ -61,7 +61,8 @@ echo "powerd bench: $requests requests per run, $concurrency connections, $(npro
 start_powerd disk "$work"
 load get "$addr"
 load power "$addr"
-echo "  (each PUT is a real transition: audit line + fsync'd state file on $(df --output=fstype "$work" | tail -1 | tr -d ' '))"
+load mixed "$addr" --concurrency 50
+echo "  (mixed: 50 clients; each PUT is a real transition: audit line + fsync'd state file on $(df --output=fstype "$work" | tail -1 | tr -d ' '))"
 if [ -n "$shm" ]; then
   start_powerd tmpfs "$shm"
   load power "$addr"

@@ -24,6 +24,11 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// Parses `stemcell.MF` as the director reads it.
+    pub fn parse(text: &str) -> Result<Manifest, serde_yaml::Error> {
+        serde_yaml::from_str(text)
+    }
+
     /// The version is always single-quoted, as bosh-cli and the upstream builder write it.
     pub fn to_yaml(&self) -> String {
         let yaml = serde_yaml::to_string(self).expect("manifest serializes");
