@@ -13,6 +13,25 @@ pub struct Sources {
     pub vectors: Option<PathBuf>,
 }
 
+impl Sources {
+    /// This checkout, and the vectors at `$PIFOUNDRY_VECTORS` or in `shared/bosh-vectors`
+    /// beside the checkout or one of its ancestors (where CI puts shared/).
+    pub fn discover() -> Sources {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("fuzz/ is inside the checkout")
+            .to_path_buf();
+        let vectors = std::env::var_os("PIFOUNDRY_VECTORS")
+            .map(PathBuf::from)
+            .or_else(|| {
+                repo.ancestors()
+                    .map(|a| a.join("shared/bosh-vectors"))
+                    .find(|p| p.is_dir())
+            });
+        Sources { repo, vectors }
+    }
+}
+
 /// Seeds bigger than this slow every execution down; libFuzzer grows inputs itself.
 const MAX_SEED: u64 = 256 << 10;
 
