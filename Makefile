@@ -11,14 +11,17 @@ CARGO    ?= cargo
 NEXTEST_PROFILE := $(if $(CI),ci,default)
 
 API_EXAMPLES ?= 500
+FUZZ_SECONDS ?= 180
+FUZZ_SMOKE_SECONDS ?= 5
 
-.PHONY: help stemcell bench-stemcell test bench powerd-aarch64 api-fuzz clean
+.PHONY: help stemcell bench-stemcell test bench powerd-aarch64 api-fuzz fuzz clean
 
 help:
 	@echo "make stemcell   bake $(RECIPE) into $(OUT)/"
 	@echo "make test       cargo fmt --check, clippy -D warnings, cargo deny, cargo nextest (whole workspace)"
 	@echo "make bench-stemcell  cold bake, warm re-bake after a late change, byte-identical check"
 	@echo "make bench      benchmarks against their peers (gunzip, tar pipelines, load generator)"
+	@echo "make fuzz       every fuzz target under libFuzzer, FUZZ_SECONDS=$(FUZZ_SECONDS) each (make test: $(FUZZ_SMOKE_SECONDS) s)"
 	@echo "make api-fuzz   schemathesis against powerd's /openapi.json, API_EXAMPLES=$(API_EXAMPLES) per operation"
 
 stemcell:
@@ -35,6 +38,7 @@ test:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(CARGO) deny --locked check licenses bans sources
+	bash scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS)
 	$(CARGO) nextest run --workspace --locked --profile $(NEXTEST_PROFILE)
 
 bench:
@@ -43,6 +47,10 @@ bench:
 	bash scripts/bench-rewrite.sh
 	bash scripts/bench-audit.sh
 	bash scripts/bench-powerd.sh
+
+fuzz:
+	@bash $(PREREQS) fuzz
+	bash scripts/fuzz.sh $(FUZZ_SECONDS) $(TARGETS)
 
 # the same test make test runs (25 examples per operation), with many more examples
 api-fuzz:

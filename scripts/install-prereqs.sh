@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what a PiFoundry make target needs, only when something is missing.
-# Usage: scripts/install-prereqs.sh [test|stemcell|bench|cross|api]...   (default: test)
+# Usage: scripts/install-prereqs.sh [test|stemcell|bench|cross|api|fuzz]...   (default: test)
 # Idempotent and quiet when everything is present. Needs root (or sudo) only to install.
 set -euo pipefail
 
@@ -13,6 +13,7 @@ want_cargo=()
 SCHEMATHESIS_VERSION=4.32.5
 SCHEMATHESIS_VENV=/var/cache/pifoundry/tools/schemathesis
 CARGO_DENY_VERSION=0.20.2
+CARGO_FUZZ_VERSION=0.13.2
 
 for set in "${@:-test}"; do
   case "$set" in
@@ -23,9 +24,13 @@ for set in "${@:-test}"; do
                  golang-go qemu-user-static binfmt-support
                  mmdebstrap arch-test dosfstools mtools e2fsprogs fdisk
                  device-tree-compiler qemu-system-arm cpio xz-utils zstd
-                 curl ca-certificates python3 python3-venv)
+                 curl ca-certificates python3 python3-venv g++)
       want_schemathesis=1
-      want_cargo+=("cargo-deny@$CARGO_DENY_VERSION") ;;
+      want_cargo+=("cargo-deny@$CARGO_DENY_VERSION" "cargo-fuzz@$CARGO_FUZZ_VERSION") ;;
+    fuzz)
+      # libFuzzer is built from source by libfuzzer-sys: a C++ compiler
+      want_apt+=(g++ gcc-arm-linux-gnueabi libc6-dev-armel-cross gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+      want_cargo+=("cargo-fuzz@$CARGO_FUZZ_VERSION") ;;
     api)
       want_apt+=(python3 python3-venv)
       want_schemathesis=1 ;;
@@ -37,7 +42,7 @@ for set in "${@:-test}"; do
       want_apt+=(gzip tar time bc) ;;
     cross)
       want_targets+=(aarch64-unknown-linux-musl) ;;
-    *) echo "install-prereqs: unknown set '$set' (test|stemcell|bench|cross|api)" >&2; exit 2 ;;
+    *) echo "install-prereqs: unknown set '$set' (test|stemcell|bench|cross|api|fuzz)" >&2; exit 2 ;;
   esac
 done
 
