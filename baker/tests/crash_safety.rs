@@ -190,9 +190,13 @@ fn rewrite_release_killed_anywhere_leaves_no_partial_output() {
     kill_after(&mut cmd(), span / 2);
     let after_kill = cmd().output().unwrap();
     if !after_kill.status.success() {
-        tally.repairs.push(String::from_utf8_lossy(&after_kill.stderr).into_owned());
+        tally
+            .repairs
+            .push(String::from_utf8_lossy(&after_kill.stderr).into_owned());
     } else if let Err(e) = verify(&out) {
-        tally.repairs.push(format!("the run after a kill wrote a bad release: {e}"));
+        tally
+            .repairs
+            .push(format!("the run after a kill wrote a bad release: {e}"));
     }
     tally.report("rewrite-release");
 }

@@ -148,7 +148,10 @@ pub fn release_manifest(data: &[u8]) {
     let yaml = m.to_yaml();
     let back = Manifest::parse(yaml.as_bytes())
         .unwrap_or_else(|e| panic!("our own release.MF does not parse: {e}\n{yaml}"));
-    assert_eq!(back, m, "release.MF round trip changed the manifest:\n{yaml}");
+    assert_eq!(
+        back, m,
+        "release.MF round trip changed the manifest:\n{yaml}"
+    );
 }
 
 /// stemcell.MF: parse, and what we would write parses back to the same manifest.
@@ -163,7 +166,10 @@ pub fn stemcell_manifest(data: &[u8]) {
     let yaml = m.to_yaml();
     let back = Manifest::parse(&yaml)
         .unwrap_or_else(|e| panic!("our own stemcell.MF does not parse: {e}\n{yaml}"));
-    assert_eq!(back, m, "stemcell.MF round trip changed the manifest:\n{yaml}");
+    assert_eq!(
+        back, m,
+        "stemcell.MF round trip changed the manifest:\n{yaml}"
+    );
 }
 
 /// `baker inspect-stemcell`: the outer tarball, stemcell.MF, the image's first entry.
@@ -234,6 +240,9 @@ pub fn cpi_request(data: &[u8]) {
     let response = cpi::handle_raw(data);
     let json = serde_json::to_value(&response).expect("a CPI response serialises");
     for key in ["result", "error", "log"] {
-        assert!(json.get(key).is_some(), "CPI response without {key}: {json}");
+        assert!(
+            json.get(key).is_some(),
+            "CPI response without {key}: {json}"
+        );
     }
 }

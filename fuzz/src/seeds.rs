@@ -74,7 +74,10 @@ pub fn write(target: &str, src: &Sources, out: &Path) -> io::Result<usize> {
             }
         }
         "release_manifest" => {
-            add_file(&mut seeds, &src.repo.join("baker/tests/data/sample-release.MF"));
+            add_file(
+                &mut seeds,
+                &src.repo.join("baker/tests/data/sample-release.MF"),
+            );
             for v in vectors.iter().cloned().chain(Some(synthetic_path()?)) {
                 if let Ok(m) = baker::release::read_manifest(&v) {
                     seeds.push((format!("{}.MF", m.name), m.to_yaml().into_bytes()));
@@ -118,18 +121,26 @@ pub fn write(target: &str, src: &Sources, out: &Path) -> io::Result<usize> {
         }
         "cpi_request" => {
             for (name, body) in [
-                ("info", r#"{"method":"info","arguments":[],"context":{"director_uuid":"d"}}"#),
+                (
+                    "info",
+                    r#"{"method":"info","arguments":[],"context":{"director_uuid":"d"}}"#,
+                ),
                 (
                     "create_vm",
                     r#"{"method":"create_vm","arguments":["agent-1","stemcell-1",{"pi":"cell-1"},{"default":{"type":"manual","ip":"10.0.0.5","netmask":"255.255.255.0","gateway":"10.0.0.1"}},[],{}],"context":{"director_uuid":"d","request_id":"r"},"api_version":2}"#,
                 ),
-                ("unknown", r#"{"method":"make_coffee","arguments":[],"context":{}}"#),
+                (
+                    "unknown",
+                    r#"{"method":"make_coffee","arguments":[],"context":{}}"#,
+                ),
             ] {
                 seeds.push((name.into(), body.as_bytes().to_vec()));
             }
         }
         other => {
-            return Err(io::Error::other(format!("no seeds for unknown target {other:?}")));
+            return Err(io::Error::other(format!(
+                "no seeds for unknown target {other:?}"
+            )));
         }
     }
     for (name, bytes) in &seeds {

@@ -389,7 +389,10 @@ mod tests {
         let whole = "{\"at\":\"2026-01-01T00:00:00.000Z\",\"outlet\":\"n1\"}\n";
         std::fs::write(&audit, format!("{whole}{{\"at\":\"2026-01-")).unwrap();
         let store = Arc::new(Store::open(&state, &audit).unwrap());
-        store.record("n1", PowerState::On, "cpi", "on").await.unwrap();
+        store
+            .record("n1", PowerState::On, "cpi", "on")
+            .await
+            .unwrap();
         let text = std::fs::read_to_string(&audit).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");
@@ -407,8 +410,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (state, audit) = (dir.path().join("state.json"), dir.path().join("audit.log"));
         let store = Arc::new(Store::open(&state, &audit).unwrap());
-        store.record("n1", PowerState::On, "cpi", "on").await.unwrap();
-        store.record("n2", PowerState::On, "cpi", "on").await.unwrap();
+        store
+            .record("n1", PowerState::On, "cpi", "on")
+            .await
+            .unwrap();
+        store
+            .record("n2", PowerState::On, "cpi", "on")
+            .await
+            .unwrap();
         drop(store);
         let saved = std::fs::read(&state).unwrap();
         // Killed after the switch and its audit line, before the state file: two transitions.

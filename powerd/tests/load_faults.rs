@@ -101,7 +101,11 @@ async fn fifty_clients_mixing_reads_and_power_changes() {
         }
     }
     assert!(failures.is_empty(), "errors under load: {failures:#?}");
-    assert_eq!(latencies.len(), CLIENTS * REQUESTS_PER_CLIENT, "deadline hit");
+    assert_eq!(
+        latencies.len(),
+        CLIENTS * REQUESTS_PER_CLIENT,
+        "deadline hit"
+    );
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     println!(
@@ -217,7 +221,11 @@ async fn a_hanging_or_failing_backend_leaves_the_others_responsive() {
     assert!(file["outlets"].get("fail").is_none());
     assert_eq!(file["outlets"]["a"]["state"], "off");
     let audit = audit_lines(&fx.path("audit.log"));
-    assert!(audit.iter().all(|l| l["outlet"] == "a" || l["outlet"] == "b"));
+    assert!(
+        audit
+            .iter()
+            .all(|l| l["outlet"] == "a" || l["outlet"] == "b")
+    );
     assert_eq!(audit.len(), 20);
     srv.stop().await;
 }
@@ -290,11 +298,16 @@ async fn a_full_disk_gives_a_clear_error_and_keeps_the_last_good_state() {
         assert_eq!(e["error"]["code"], "state_not_saved");
         let msg = e["error"]["message"].as_str().unwrap();
         assert!(
-            msg.starts_with(&format!("outlet {id}: switched, but the state was not saved: ")),
+            msg.starts_with(&format!(
+                "outlet {id}: switched, but the state was not saved: "
+            )),
             "{msg}"
         );
         assert!(msg.contains("No space left on device"), "{msg}");
-        assert!(msg.contains(&fx.path("state").display().to_string()), "{msg}");
+        assert!(
+            msg.contains(&fx.path("state").display().to_string()),
+            "{msg}"
+        );
     }
     // The last good state file is still there, whole; no temp file is left beside it.
     assert_eq!(std::fs::read(fx.path("state/state.json")).unwrap(), good);

@@ -70,7 +70,8 @@ async fn run_schemathesis(url: &str, token: Option<&str>, open_reads: bool, work
     println!("schemathesis {what}: {}", summary.trim());
 }
 
-const OUTLETS: &str = "outlets:\n  - {id: n1, backend: sim}\n  - {id: node-2.rack_a, backend: sim}\n";
+const OUTLETS: &str =
+    "outlets:\n  - {id: n1, backend: sim}\n  - {id: node-2.rack_a, backend: sim}\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_with_and_without_the_token() {
