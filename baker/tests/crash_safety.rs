@@ -3,6 +3,7 @@
 //! kill nothing partial is visible at the output path (it is absent, or whole and valid), and
 //! the next run succeeds with no manual repair.
 
+#[allow(dead_code)] // the HTTP server, not every helper
 mod support;
 
 use std::path::{Path, PathBuf};
