@@ -96,9 +96,9 @@ pub struct Power {
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
     stagger: Duration,
-    /// When the latest power-on is due to start. Each power-on reserves the next slot, at least
-    /// the stagger after the one before, and waits for it without holding the lock: a backend
-    /// that hangs delays no other outlet's power-on.
+    /// When the last power-on started. A power-on claims its start once the stagger has passed
+    /// since then, and switches without holding the lock: a backend that hangs delays no other
+    /// outlet's power-on.
     next_on: std::sync::Mutex<Option<Instant>>,
     metrics: Arc<Metrics>,
 }
@@ -244,14 +244,25 @@ impl Power {
         if let Some(since) = *off_since {
             self.sleep_until(since + o.cfg.min_off).await;
         }
-        let slot = {
-            let mut next_on = self.next_on.lock().unwrap_or_else(|e| e.into_inner());
-            let now = self.clock.now();
-            let slot = next_on.map_or(now, |last| (last + self.stagger).max(now));
-            *next_on = Some(slot);
-            slot
-        };
-        self.sleep_until(slot).await;
+        // Claim the power-on when it is due (a stagger after the last one started), then
+        // switch without holding anything: a backend that hangs delays nobody else.
+        loop {
+            let due = {
+                let mut last = self.next_on.lock().unwrap_or_else(|e| e.into_inner());
+                let now = self.clock.now();
+                match *last {
+                    Some(l) if now < l + self.stagger => Some(l + self.stagger),
+                    _ => {
+                        *last = Some(now);
+                        None
+                    }
+                }
+            };
+            match due {
+                Some(deadline) => self.sleep_until(deadline).await,
+                None => break,
+            }
+        }
         self.switch(o, PowerState::On).await?;
         *off_since = None;
         self.commit(o, PowerState::On, who, action).await
