@@ -25,6 +25,7 @@ trap cleanup EXIT
 
 token="bench-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
 echo "bench:$token" >"$work/tokens"
+chmod 600 "$work/tokens"
 # one outlet per connection, so that every PUT is a transition
 outlets=$(seq -f 'n%g' 1 "$concurrency" | paste -sd,)
 
@@ -60,7 +61,8 @@ echo "powerd bench: $requests requests per run, $concurrency connections, $(npro
 start_powerd disk "$work"
 load get "$addr"
 load power "$addr"
-echo "  (each PUT is a real transition: audit line + fsync'd state file on $(df --output=fstype "$work" | tail -1 | tr -d ' '))"
+load mixed "$addr" --concurrency 50
+echo "  (mixed: 50 clients; each PUT is a real transition: audit line + fsync'd state file on $(df --output=fstype "$work" | tail -1 | tr -d ' '))"
 if [ -n "$shm" ]; then
   start_powerd tmpfs "$shm"
   load power "$addr"

@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Installs what a PiFoundry make target needs, only when something is missing.
-# Usage: scripts/install-prereqs.sh [test|stemcell|bench|cross]...   (default: test)
+# Usage: scripts/install-prereqs.sh [test|stemcell|bench|cross|api|fuzz]...   (default: test)
 # Idempotent and quiet when everything is present. Needs root (or sudo) only to install.
 set -euo pipefail
 
 want_apt=()
 want_targets=()
+want_schemathesis=
+want_cargo=()
+
+# Tools from the registries, pinned; the tests look for schemathesis at this path.
+SCHEMATHESIS_VERSION=4.32.5
+SCHEMATHESIS_VENV=/var/cache/pifoundry/tools/schemathesis
+CARGO_DENY_VERSION=0.20.2
+CARGO_FUZZ_VERSION=0.13.2
 
 for set in "${@:-test}"; do
   case "$set" in
@@ -17,7 +25,16 @@ for set in "${@:-test}"; do
                  golang-go qemu-user-static binfmt-support
                  mmdebstrap arch-test dosfstools mtools e2fsprogs fdisk
                  device-tree-compiler qemu-system-arm cpio xz-utils zstd
-                 curl ca-certificates tftp-hpa) ;;
+                 curl ca-certificates tftp-hpa python3 python3-venv g++)
+      want_schemathesis=1
+      want_cargo+=("cargo-deny@$CARGO_DENY_VERSION" "cargo-fuzz@$CARGO_FUZZ_VERSION") ;;
+    fuzz)
+      # libFuzzer is built from source by libfuzzer-sys: a C++ compiler
+      want_apt+=(g++ gcc-arm-linux-gnueabi libc6-dev-armel-cross gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+      want_cargo+=("cargo-fuzz@$CARGO_FUZZ_VERSION") ;;
+    api)
+      want_apt+=(python3 python3-venv)
+      want_schemathesis=1 ;;
     stemcell)
       want_apt+=(mmdebstrap arch-test qemu-user-static binfmt-support golang-go
                  dosfstools mtools e2fsprogs fdisk device-tree-compiler
@@ -27,7 +44,7 @@ for set in "${@:-test}"; do
       want_apt+=(gzip tar time bc curl dnsmasq-base iproute2) ;;
     cross)
       want_targets+=(aarch64-unknown-linux-musl) ;;
-    *) echo "install-prereqs: unknown set '$set' (test|stemcell|bench|cross)" >&2; exit 2 ;;
+    *) echo "install-prereqs: unknown set '$set' (test|stemcell|bench|cross|api|fuzz)" >&2; exit 2 ;;
   esac
 done
 
@@ -63,3 +80,18 @@ cargo nextest --version >/dev/null 2>&1 || cargo install --locked cargo-nextest 
 for t in "${want_targets[@]}"; do
   rustup target list --installed | grep -qx "$t" || rustup target add "$t" >/dev/null
 done
+for c in "${want_cargo[@]}"; do
+  name=${c%@*} version=${c#*@}
+  "$name" --version 2>/dev/null | grep -qF " $version" ||
+    cargo install --locked --quiet "$name" --version "$version" >/dev/null
+done
+
+# schemathesis in its own venv (Debian's python3), so that no system package is touched
+if [ -n "$want_schemathesis" ] &&
+   ! "$SCHEMATHESIS_VENV/bin/schemathesis" --version 2>/dev/null | grep -qF " $SCHEMATHESIS_VERSION"; then
+  echo "install-prereqs: installing schemathesis $SCHEMATHESIS_VERSION into $SCHEMATHESIS_VENV" >&2
+  as_root mkdir -p "$(dirname "$SCHEMATHESIS_VENV")"
+  as_root /usr/bin/python3 -m venv --clear "$SCHEMATHESIS_VENV"
+  as_root "$SCHEMATHESIS_VENV/bin/pip" install --quiet --disable-pip-version-check \
+    "schemathesis==$SCHEMATHESIS_VERSION"
+fi

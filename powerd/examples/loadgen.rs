@@ -2,7 +2,7 @@
 //! keep-alive clients issue requests until a count or a time limit is reached, then
 //! requests/s and latency percentiles are printed as one line, against the targets.
 //!
-//!   loadgen --url http://127.0.0.1:9750 --token T --mode get|power [--concurrency 16]
+//!   loadgen --url http://127.0.0.1:9750 --token T --mode get|power|mixed [--concurrency 16]
 //!           [--requests 20000] [--seconds 10] [--outlets a,b,c]
 //!           [--target-rps 2000] [--target-p99-ms 10]
 
@@ -54,8 +54,11 @@ fn args() -> anyhow::Result<Args> {
             _ => bail!("unknown flag {flag}"),
         }
     }
-    if a.mode == "power" && a.outlets.is_empty() {
-        bail!("--mode power needs --outlets");
+    if !matches!(a.mode.as_str(), "get" | "power" | "mixed") {
+        bail!("--mode is get, power or mixed");
+    }
+    if a.mode != "get" && a.outlets.is_empty() {
+        bail!("--mode {} needs --outlets", a.mode);
     }
     Ok(a)
 }
@@ -82,11 +85,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let mut latencies = Vec::new();
             let mut errors = 0usize;
             let mut on = true;
+            let mut n = 0usize;
             while issued.fetch_add(1, Ordering::Relaxed) < args.requests
                 && Instant::now() < deadline
             {
                 let t = Instant::now();
-                let resp = if args.mode == "get" {
+                // mixed: 6 reads to 4 power changes
+                n += 1;
+                let read = args.mode == "get" || (args.mode == "mixed" && n % 10 < 6);
+                let resp = if read {
                     client.call(Method::GET, "/v1/outlets", None).await
                 } else {
                     // each worker drives one outlet, alternating, so every request is a transition
@@ -122,6 +129,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (p50, p99, max) = (pct(0.50), pct(0.99), pct(1.0));
     let name = match args.mode.as_str() {
         "get" => "GET /v1/outlets",
+        "mixed" => "60% GET, 40% PUT power",
         _ => "PUT /v1/outlets/{id}/power",
     };
     let ok = rps >= args.target_rps && p99 <= args.target_p99_ms && errors == 0;

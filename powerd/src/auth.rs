@@ -27,7 +27,15 @@ pub enum AuthError {
     },
     #[error("{path}: no tokens in the file; every mutating call needs one")]
     Empty { path: PathBuf },
+    #[error(
+        "{path}: mode {mode:04o} lets other users read or change the tokens; chmod 600 it (640 for a group of operators)"
+    )]
+    Exposed { path: PathBuf, mode: u32 },
 }
+
+/// Permission bits a token file must not have: group write, or any access by others. Group
+/// read is allowed, so that a group of operators can run `powerd ctl` with the daemon's file.
+pub const FORBIDDEN_MODE: u32 = 0o027;
 
 /// Why a request was not authenticated (the client sees this message with a 401).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,11 +71,25 @@ fn digest(secret: &[u8]) -> [u8; 32] {
 }
 
 impl Auth {
+    /// Reads the daemon's token file; refuses one that other users can read or change (a
+    /// leaked token switches power, so this is an error, not a warning).
     pub fn load(path: &Path, open_reads: bool) -> Result<Auth, AuthError> {
-        let text = std::fs::read_to_string(path).map_err(|error| AuthError::Read {
+        use std::io::Read;
+        use std::os::unix::fs::PermissionsExt;
+        let read = |error| AuthError::Read {
             path: path.to_path_buf(),
             error,
-        })?;
+        };
+        let mut file = std::fs::File::open(path).map_err(read)?;
+        let mode = file.metadata().map_err(read)?.permissions().mode() & 0o7777;
+        if mode & FORBIDDEN_MODE != 0 {
+            return Err(AuthError::Exposed {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(read)?;
         let bad = |line: usize, message: String| AuthError::Bad {
             path: path.to_path_buf(),
             line,
@@ -215,11 +237,49 @@ mod tests {
         assert_eq!(a.check(Some(b"Basic !!!")), Err(Denied::Malformed));
     }
 
+    fn write_private(p: &Path, text: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(p, text).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    #[test]
+    fn token_file_others_can_read_or_change_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("tokens");
+        write_private(&p, "cpi:0123456789abcdef-cpi\n");
+        for (mode, ok) in [
+            (0o600, true),
+            (0o640, true),
+            (0o400, true),
+            (0o644, false),
+            (0o660, false),
+            (0o604, false),
+            (0o602, false),
+        ] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            match Auth::load(&p, false) {
+                Ok(_) => assert!(ok, "mode {mode:o} was accepted"),
+                Err(e) => {
+                    assert!(!ok, "mode {mode:o} was refused: {e}");
+                    assert_eq!(
+                        e.to_string(),
+                        format!(
+                            "{}: mode {mode:04o} lets other users read or change the tokens; chmod 600 it (640 for a group of operators)",
+                            p.display()
+                        )
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn token_file_errors_name_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("tokens");
-        std::fs::write(&p, "# operators\ncpi:0123456789abcdef-cpi\nops:short\n").unwrap();
+        write_private(&p, "# operators\ncpi:0123456789abcdef-cpi\nops:short\n");
         let err = Auth::load(&p, false).err().unwrap().to_string();
         assert_eq!(
             err,
@@ -228,7 +288,7 @@ mod tests {
                 p.display()
             )
         );
-        std::fs::write(&p, "# nothing\n").unwrap();
+        write_private(&p, "# nothing\n");
         assert!(
             Auth::load(&p, false)
                 .err()
@@ -236,7 +296,7 @@ mod tests {
                 .to_string()
                 .contains("no tokens")
         );
-        std::fs::write(&p, "0123456789abcdef-bare\n").unwrap();
+        write_private(&p, "0123456789abcdef-bare\n");
         let a = Auth::load(&p, true).unwrap();
         assert_eq!(
             a.check(Some(b"Bearer 0123456789abcdef-bare")).unwrap(),

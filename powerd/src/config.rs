@@ -170,6 +170,16 @@ impl RawConfig {
                 format!("{listen_text:?} is not an address:port such as 127.0.0.1:9750"),
             )
         })?;
+        // Mutations always need a token; with open reads, anyone who reaches the port sees the
+        // inventory, so that is only allowed where nobody else can reach it.
+        if self.auth.open_reads && !listen.ip().is_loopback() {
+            return Err(invalid(
+                "auth.open_reads".into(),
+                format!(
+                    "reads without a token are only allowed on a loopback address; listen is {listen}"
+                ),
+            ));
+        }
         let state_file = self
             .state_file
             .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_FILE));
@@ -393,11 +403,30 @@ mod tests {
                 "listen:",
             ),
             ("outlets: []\n", "outlets: no outlets configured"),
+            (
+                "listen: 0.0.0.0:9750\nauth: {open_reads: true}\noutlets:\n  - {id: a, backend: sim}\n",
+                "auth.open_reads: reads without a token are only allowed on a loopback address; listen is 0.0.0.0:9750",
+            ),
+            (
+                "listen: '[::]:9750'\nauth: {open_reads: true}\noutlets:\n  - {id: a, backend: sim}\n",
+                "auth.open_reads: reads without a token are only allowed on a loopback address",
+            ),
         ];
         for (text, want) in cases {
             let err = parse(text).unwrap_err();
             assert!(err.starts_with("powerd.yml: "), "{err}");
             assert!(err.contains(want), "error {err:?} should contain {want:?}");
+        }
+    }
+
+    #[test]
+    fn open_reads_on_loopback_and_tokens_on_any_address_are_accepted() {
+        for text in [
+            "listen: 127.0.0.1:9750\nauth: {open_reads: true}\noutlets:\n  - {id: a, backend: sim}\n",
+            "listen: '[::1]:9750'\nauth: {open_reads: true}\noutlets:\n  - {id: a, backend: sim}\n",
+            "listen: 0.0.0.0:9750\noutlets:\n  - {id: a, backend: sim}\n",
+        ] {
+            parse(text).unwrap();
         }
     }
 

@@ -1,6 +1,7 @@
 //! The power scheduler: every action on one outlet runs under that outlet's lock; an outlet
-//! that went off stays off for its `min_off`; two power-ons anywhere are at least the global
-//! stagger apart; a cycle is off → wait min_off → on. Everything is enforced here, whatever
+//! that went off stays off for its `min_off`; two power-ons anywhere start at least the global
+//! stagger apart (a hanging backend holds up only its own outlet); a cycle is off → wait
+//! min_off → on. Everything is enforced here, whatever
 //! the client asks.
 
 use std::collections::HashMap;
@@ -82,8 +83,10 @@ pub struct Power {
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
     stagger: Duration,
-    /// When the last power-on happened; held while powering on, which orders power-ons.
-    last_on: tokio::sync::Mutex<Option<Instant>>,
+    /// When the last power-on started. A power-on claims its start once the stagger has passed
+    /// since then, and switches without holding the lock: a backend that hangs delays no other
+    /// outlet's power-on.
+    next_on: std::sync::Mutex<Option<Instant>>,
     metrics: Arc<Metrics>,
 }
 
@@ -106,7 +109,7 @@ impl Power {
             store,
             clock,
             stagger: cfg.power_on_stagger,
-            last_on: tokio::sync::Mutex::new(None),
+            next_on: std::sync::Mutex::new(None),
             metrics,
         };
         let mut to_switch_on = Vec::new();
@@ -228,14 +231,26 @@ impl Power {
         if let Some(since) = *off_since {
             self.sleep_until(since + o.cfg.min_off).await;
         }
-        {
-            let mut last_on = self.last_on.lock().await;
-            if let Some(last) = *last_on {
-                self.sleep_until(last + self.stagger).await;
+        // Claim the power-on when it is due (a stagger after the last one started), then
+        // switch without holding anything: a backend that hangs delays nobody else.
+        loop {
+            let due = {
+                let mut last = self.next_on.lock().unwrap_or_else(|e| e.into_inner());
+                let now = self.clock.now();
+                match *last {
+                    Some(l) if now < l + self.stagger => Some(l + self.stagger),
+                    _ => {
+                        *last = Some(now);
+                        None
+                    }
+                }
+            };
+            match due {
+                Some(deadline) => self.sleep_until(deadline).await,
+                None => break,
             }
-            self.switch(o, PowerState::On).await?;
-            *last_on = Some(self.clock.now());
         }
+        self.switch(o, PowerState::On).await?;
         *off_since = None;
         self.commit(o, PowerState::On, who, action).await
     }

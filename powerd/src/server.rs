@@ -39,7 +39,6 @@ impl Default for Options {
 
 pub async fn build(cfg: &Config, opts: Options) -> anyhow::Result<AppState> {
     let auth = Auth::load(&cfg.auth.token_file, cfg.auth.open_reads)?;
-    warn_if_readable_by_others(&cfg.auth.token_file);
     let store = Arc::new(Store::open(&cfg.state_file, &cfg.audit_log)?);
     let metrics = Arc::new(Metrics::default());
     let power = Power::start(cfg, store, opts.clock, &opts.sim, metrics.clone()).await?;
@@ -49,15 +48,6 @@ pub async fn build(cfg: &Config, opts: Options) -> anyhow::Result<AppState> {
         metrics,
         sim: opts.sim,
     }))
-}
-
-fn warn_if_readable_by_others(path: &std::path::Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path)
-        && meta.permissions().mode() & 0o077 != 0
-    {
-        tracing::warn!(file = %path.display(), mode = format!("{:o}", meta.permissions().mode() & 0o777), "token file is readable by other users; chmod 600 it");
-    }
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves; requests in flight are finished.

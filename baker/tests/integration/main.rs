@@ -10,6 +10,7 @@ mod bake_engine;
 mod bake_stemcell;
 mod bootcheck;
 mod cli_errors;
+mod crash_safety;
 mod fetch;
 mod image;
 mod recipe_validation;

@@ -64,15 +64,39 @@ pub fn write(dest: impl AsRef<Path>, bytes: &[u8]) -> Result<(), PathError> {
 /// An empty temporary file named `.<name>.<random>.tmp` in `dest`'s directory.
 pub fn temp_beside(dest: &Path) -> Result<NamedTempFile, PathError> {
     let dir = parent_dir(dest);
+    tempfile::Builder::new()
+        .prefix(&temp_prefix(dest))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(at(dir))
+}
+
+/// Removes the temporary files a killed writer of `dest` left beside it (they are never visible
+/// as `dest` itself: a write is only ever renamed into place whole). Returns the paths removed.
+/// Call it only where no other writer of `dest` can be running (a daemon's start, under a lock).
+pub fn remove_stale(dest: &Path) -> Result<Vec<std::path::PathBuf>, PathError> {
+    let dir = parent_dir(dest);
+    let prefix = temp_prefix(dest);
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(at(dir))? {
+        let entry = entry.map_err(at(dir))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(&prefix) && name.ends_with(".tmp") {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(at(&path))?;
+            removed.push(path);
+        }
+    }
+    Ok(removed)
+}
+
+fn temp_prefix(dest: &Path) -> String {
     let name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(at(dir))
+    format!(".{name}.")
 }
 
 /// Fsyncs `tmp`, renames it to `dest` (on the same file system) and fsyncs `dest`'s directory.
@@ -98,6 +122,18 @@ fn parent_dir(path: &Path) -> &Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remove_stale_takes_only_this_files_temps() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("state.json");
+        write(&dest, b"whole").unwrap();
+        let left = temp_beside(&dest).unwrap().keep().unwrap().1;
+        let other = dir.path().join(".other.json.x.tmp");
+        std::fs::write(&other, b"").unwrap();
+        assert_eq!(remove_stale(&dest).unwrap(), vec![left.clone()]);
+        assert!(!left.exists() && other.exists() && dest.exists());
+    }
 
     #[test]
     fn file_appears_only_after_commit() {

@@ -138,8 +138,8 @@ async fn metrics(_: v1::Reader, State(app): State<AppState>) -> impl IntoRespons
     )
 }
 
-async fn openapi() -> axum::Json<serde_json::Value> {
-    axum::Json(openapi::document())
+async fn openapi(State(app): State<AppState>) -> axum::Json<serde_json::Value> {
+    axum::Json(openapi::document(app.auth.open_reads()))
 }
 
 async fn not_found(uri: Uri) -> Response {

@@ -1,5 +1,6 @@
 //! The OpenAPI 3.1 description of `/v1`, served at `/openapi.json`. A test checks that it
-//! lists exactly the routes [`super::v1::routes`] serves.
+//! lists exactly the routes [`super::v1::routes`] serves; schemathesis checks that the daemon
+//! answers as it says (tests/openapi_conformance.rs).
 
 use serde_json::{Value, json};
 
@@ -17,7 +18,14 @@ fn outlet_response() -> Value {
     })
 }
 
-pub fn document() -> Value {
+/// The document for a daemon whose reads are open (`auth.open_reads`) or not: with open reads
+/// the GET operations say that credentials are optional.
+pub fn document(open_reads: bool) -> Value {
+    let read_security = if open_reads {
+        json!([{}, {"bearer": []}, {"basic": []}])
+    } else {
+        json!([{"bearer": []}, {"basic": []}])
+    };
     let id_param = json!({
         "name": "id", "in": "path", "required": true,
         "description": "Outlet id as configured",
@@ -35,6 +43,7 @@ pub fn document() -> Value {
             "/v1/outlets": {
                 "get": {
                     "operationId": "listOutlets",
+                    "security": read_security,
                     "summary": "All outlets in configuration order",
                     "responses": {
                         "200": {
@@ -51,6 +60,7 @@ pub fn document() -> Value {
             "/v1/outlets/{id}": {
                 "get": {
                     "operationId": "getOutlet",
+                    "security": read_security,
                     "summary": "One outlet",
                     "parameters": [id_param],
                     "responses": {
@@ -134,4 +144,29 @@ pub fn document() -> Value {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by schemathesis: with open reads the GETs answered 200 without credentials while
+    /// the document said every operation needs them.
+    #[test]
+    fn open_reads_make_credentials_optional_for_reads_only() {
+        for open in [false, true] {
+            let doc = document(open);
+            for (path, method) in [("/v1/outlets", "get"), ("/v1/outlets/{id}", "get")] {
+                let security = doc["paths"][path][method]["security"].as_array().unwrap();
+                assert_eq!(security.contains(&json!({})), open, "{method} {path}");
+            }
+            for (path, method) in [
+                ("/v1/outlets/{id}/power", "put"),
+                ("/v1/outlets/{id}/cycle", "post"),
+            ] {
+                assert!(doc["paths"][path][method].get("security").is_none());
+                assert!(!doc["security"].as_array().unwrap().contains(&json!({})));
+            }
+        }
+    }
 }

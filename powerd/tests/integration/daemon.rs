@@ -1,5 +1,6 @@
 //! The real `powerd` binary: serve, ctl, check-config, graceful stop on SIGTERM.
 
+use crate::support::write_private;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
@@ -9,7 +10,7 @@ const TOKEN: &str = "daemon-token-0123456789";
 fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
-    std::fs::write(dir.path().join("tokens"), format!("ops:{TOKEN}\n")).unwrap();
+    write_private(&dir.path().join("tokens"), &format!("ops:{TOKEN}\n"));
     let cfg = dir.path().join("powerd.yml");
     std::fs::write(
         &cfg,
@@ -105,7 +106,7 @@ fn check_config_names_the_problem() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    std::fs::write(dir.path().join("tokens"), "ops:short\n").unwrap();
+    write_private(&dir.path().join("tokens"), "ops:short\n");
     let bad = Command::new(BIN)
         .args(["check-config", "--config"])
         .arg(&cfg)
@@ -116,6 +117,47 @@ fn check_config_names_the_problem() {
     assert!(
         err.starts_with("powerd: ") && err.contains("tokens:1: token \"ops\" is shorter"),
         "{err}"
+    );
+
+    // A token file other users can read is refused by check-config and by serve alike.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let tokens = dir.path().join("tokens");
+        write_private(&tokens, &format!("ops:{TOKEN}\n"));
+        std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let want = format!(
+            "powerd: {}: mode 0644 lets other users read or change the tokens; chmod 600 it (640 for a group of operators)\n",
+            tokens.display()
+        );
+        for cmd in ["check-config", "serve"] {
+            let out = Command::new(BIN)
+                .args([cmd, "--config"])
+                .arg(&cfg)
+                .output()
+                .unwrap();
+            assert!(!out.status.success(), "{cmd} accepted a 0644 token file");
+            let err = String::from_utf8(out.stderr).unwrap();
+            assert!(err.ends_with(&want), "{cmd}: {err:?}");
+        }
+    }
+
+    let exposed = dir.path().join("exposed.yml");
+    std::fs::write(
+        &exposed,
+        "listen: 0.0.0.0:0\nauth: {open_reads: true}\noutlets:\n  - {id: a, backend: sim}\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&exposed)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        format!(
+            "powerd: {}: auth.open_reads: reads without a token are only allowed on a loopback address; listen is 0.0.0.0:0\n",
+            exposed.display()
+        )
     );
 
     let gpio = dir.path().join("gpio.yml");

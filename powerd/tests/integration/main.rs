@@ -7,5 +7,8 @@ mod support;
 
 mod api;
 mod cli_errors;
+mod crash_safety;
 mod daemon;
 mod interop;
+mod load_faults;
+mod openapi_conformance;

@@ -17,6 +17,13 @@ pub const TOKEN: &str = "test-token-0123456789";
 /// Two sim outlets, `a` and `b`.
 pub const SIMS: &str = "outlets:\n  - {id: a, backend: sim}\n  - {id: b, backend: sim}\n";
 
+/// Writes a file only its owner can read: powerd refuses a token file others can read.
+pub fn write_private(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 pub struct Fixture {
     pub dir: tempfile::TempDir,
     pub opts: Options,
@@ -25,7 +32,7 @@ pub struct Fixture {
 impl Fixture {
     pub fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("tokens"), format!("tester:{TOKEN}\n")).unwrap();
+        write_private(&dir.path().join("tokens"), &format!("tester:{TOKEN}\n"));
         Fixture {
             dir,
             opts: Options::default(),

@@ -10,6 +10,8 @@ pub enum Node {
     Scalar(String),
     Seq(Vec<Node>),
     Map(Vec<(String, Node)>),
+    /// A tagged collection (`key: !tag` then the block); tagged scalars are scalars.
+    Tagged(String, Box<Node>),
 }
 
 impl Node {
@@ -40,7 +42,7 @@ impl Node {
             ),
             Value::Tagged(t) => match Node::value(&t.value) {
                 Node::Scalar(s) => Node::Scalar(format!("{} {s}", t.tag)),
-                other => other,
+                other => Node::Tagged(t.tag.to_string(), Box::new(other)),
             },
         }
     }
@@ -72,7 +74,34 @@ fn inline(n: &Node) -> Option<String> {
         Node::Scalar(s) => Some(s.clone()),
         Node::Seq(v) if v.is_empty() => Some("[]".into()),
         Node::Map(v) if v.is_empty() => Some("{}".into()),
+        Node::Tagged(tag, inner) => inline(inner).map(|s| format!("{tag} {s}")),
         _ => None,
+    }
+}
+
+/// Emits a block collection under a key or a sequence dash that has already been written.
+fn emit_block(out: &mut String, n: &Node, indent: usize) {
+    match n {
+        Node::Seq(items) => {
+            out.push('\n');
+            emit_seq(out, items, indent, false);
+        }
+        Node::Map(m) => {
+            out.push('\n');
+            emit_map(out, m, indent + 2, false);
+        }
+        Node::Tagged(tag, inner) => {
+            out.push(' ');
+            out.push_str(tag);
+            // a sequence under a tag is indented, or it would read as the parent's
+            let indent = if matches!(**inner, Node::Seq(_)) {
+                indent + 2
+            } else {
+                indent
+            };
+            emit_block(out, inner, indent);
+        }
+        Node::Scalar(_) => unreachable!("scalars are inline"),
     }
 }
 
@@ -89,15 +118,7 @@ fn emit_map(out: &mut String, entries: &[(String, Node)], indent: usize, inline_
                 out.push_str(&s);
                 out.push('\n');
             }
-            (None, Node::Seq(items)) => {
-                out.push('\n');
-                emit_seq(out, items, indent, false);
-            }
-            (None, Node::Map(m)) => {
-                out.push('\n');
-                emit_map(out, m, indent + 2, false);
-            }
-            (None, Node::Scalar(_)) => unreachable!(),
+            (None, block) => emit_block(out, block, indent),
         }
     }
 }
@@ -115,6 +136,10 @@ fn emit_seq(out: &mut String, items: &[Node], indent: usize, inline_first: bool)
             }
             (None, Node::Map(m)) => emit_map(out, m, indent + 2, true),
             (None, Node::Seq(s)) => emit_seq(out, s, indent + 2, true),
+            (None, Node::Tagged(tag, inner)) => {
+                out.push_str(tag);
+                emit_block(out, inner, indent + 2);
+            }
             (None, Node::Scalar(_)) => unreachable!(),
         }
     }

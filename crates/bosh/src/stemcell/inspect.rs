@@ -44,8 +44,8 @@ pub fn inspect(path: &Path) -> Result<Inspection, StemcellError> {
             "stemcell.MF" => {
                 let mut text = String::new();
                 e.read_to_string(&mut text).map_err(|err| e.error(err))?;
-                let m: Manifest = serde_yaml::from_str(&text)
-                    .map_err(|err| invalid(format!("stemcell.MF: {err}")))?;
+                let m =
+                    Manifest::parse(&text).map_err(|err| invalid(format!("stemcell.MF: {err}")))?;
                 manifest = Some(m);
             }
             "packages.txt" => {

@@ -24,9 +24,19 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// The version is always single-quoted, as bosh-cli and the upstream builder write it.
+    /// Parses `stemcell.MF` as the director reads it.
+    pub fn parse(text: &str) -> Result<Manifest, serde_yaml::Error> {
+        serde_yaml::from_str(text)
+    }
+
+    /// The version is single-quoted, as bosh-cli and the upstream builder write it — unless it
+    /// holds a control character (a line break would be folded inside single quotes): then it
+    /// keeps the serializer's escaped double quotes.
     pub fn to_yaml(&self) -> String {
         let yaml = serde_yaml::to_string(self).expect("manifest serializes");
+        if self.version.chars().any(char::is_control) {
+            return yaml;
+        }
         let quoted = format!("version: '{}'", self.version.replace('\'', "''"));
         yaml.lines()
             .map(|l| {
