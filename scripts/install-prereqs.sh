@@ -26,6 +26,9 @@ for set in "${@:-test}"; do
                  mmdebstrap arch-test dosfstools mtools e2fsprogs fdisk
                  device-tree-compiler qemu-system-arm cpio xz-utils zstd
                  curl ca-certificates tftp-hpa python3 python3-venv g++)
+      # powerd's block layer: qemu-img/qemu-nbd serve, qemu-io and libnbd's nbdinfo/nbdcopy
+      # read, nft and ip make the access test's rules and namespaces
+      want_apt+=(qemu-utils libnbd-bin nftables iproute2)
       want_schemathesis=1
       want_cargo+=("cargo-deny@$CARGO_DENY_VERSION" "cargo-fuzz@$CARGO_FUZZ_VERSION") ;;
     fuzz)
@@ -41,7 +44,9 @@ for set in "${@:-test}"; do
                  qemu-system-arm cpio xz-utils zstd ca-certificates) ;;
     bench)
       # dnsmasq-base: dnsmasq's binary without its service, the TFTP peer of bench-tftp.sh
-      want_apt+=(gzip tar time bc curl dnsmasq-base iproute2) ;;
+      want_apt+=(gzip tar time bc curl dnsmasq-base iproute2)
+      # bench-nbd.sh: qemu-nbd and nbdcopy
+      want_apt+=(qemu-utils libnbd-bin) ;;
     cross)
       want_targets+=(aarch64-unknown-linux-musl) ;;
     *) echo "install-prereqs: unknown set '$set' (test|stemcell|bench|cross|api|fuzz)" >&2; exit 2 ;;

@@ -12,3 +12,6 @@ mod daemon;
 mod interop;
 mod load_faults;
 mod openapi_conformance;
+mod block;
+mod block_access;
+mod block_faults;
