@@ -41,7 +41,8 @@ fn main() -> anyhow::Result<()> {
         }
         ["overlay", base, dest] => {
             let scratch = tempfile::tempdir()?;
-            open(&scratch.path().join("state"))?.create_overlay(Path::new(base), Path::new(dest))?;
+            open(&scratch.path().join("state"))?
+                .create_overlay(Path::new(base), Path::new(dest))?;
         }
         ["export", state, file, format] => {
             let format = match format {
@@ -58,7 +59,9 @@ fn main() -> anyhow::Result<()> {
             println!("nbd://{}:{}/{} {}", e.host, e.port, e.name, e.name);
         }
         ["unexport", state, name] => open(Path::new(state))?.unexport(name)?,
-        _ => bail!("usage: block overlay-times RUNS BASE… | overlay BASE DEST | export STATE_DIR FILE FORMAT | unexport STATE_DIR NAME"),
+        _ => bail!(
+            "usage: block overlay-times RUNS BASE… | overlay BASE DEST | export STATE_DIR FILE FORMAT | unexport STATE_DIR NAME"
+        ),
     }
     Ok(())
 }

@@ -86,7 +86,10 @@ mod tests {
         let v4: IpAddr = "10.77.0.100".parse().unwrap();
         let v6: IpAddr = "fd00::64".parse().unwrap();
         let s = script(&[(v4, 10810), (v6, 10811)]);
-        assert!(s.contains("add element inet pifoundry nbd_ports { 10810, 10811 }\n"), "{s}");
+        assert!(
+            s.contains("add element inet pifoundry nbd_ports { 10810, 10811 }\n"),
+            "{s}"
+        );
         assert!(s.contains("nbd_allow4 { 10.77.0.100 . 10810 }\n"), "{s}");
         assert!(s.contains("nbd_allow6 { fd00::64 . 10811 }\n"), "{s}");
         let empty = script(&[]);

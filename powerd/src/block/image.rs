@@ -25,7 +25,10 @@ pub fn create_overlay(qemu_img: &Path, base: &Path, dest: &Path) -> Result<(), B
     let base_abs = std::fs::canonicalize(base).map_err(at(base))?;
     let meta = std::fs::metadata(&base_abs).map_err(at(base))?;
     if !meta.is_file() {
-        return Err(BlockError::refused(base, "the base image is not a regular file"));
+        return Err(BlockError::refused(
+            base,
+            "the base image is not a regular file",
+        ));
     }
     let mut cmd = Command::new(qemu_img);
     cmd.args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
@@ -41,7 +44,10 @@ pub fn create_disk(
     format: DiskFormat,
 ) -> Result<(), BlockError> {
     if size_mib == 0 {
-        return Err(BlockError::refused(dest, "a disk needs a size of at least 1 MiB"));
+        return Err(BlockError::refused(
+            dest,
+            "a disk needs a size of at least 1 MiB",
+        ));
     }
     let mut cmd = Command::new(qemu_img);
     cmd.args(["create", "-q", "-f", format_name(format)]);
@@ -82,9 +88,8 @@ pub fn virtual_size(qemu_img: &Path, path: &Path, format: DiskFormat) -> Result<
     cmd.args(["info", "-U", "--output=json", "-f", format_name(format)])
         .arg(path);
     let out = tool::run(&mut cmd, None).map_err(|e| BlockError::tool(path, e))?;
-    let info: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
-        BlockError::refused(path, format!("qemu-img info printed no JSON: {e}"))
-    })?;
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| BlockError::refused(path, format!("qemu-img info printed no JSON: {e}")))?;
     info["virtual-size"]
         .as_u64()
         .ok_or_else(|| BlockError::refused(path, "qemu-img info gave no virtual-size"))

@@ -285,7 +285,10 @@ impl Block {
     pub fn export(&self, req: &ExportRequest) -> Result<Export, BlockError> {
         let file = std::fs::canonicalize(&req.file).map_err(at(&req.file))?;
         if let Some(name) = self.exported_as(&file) {
-            return Err(BlockError::refused(&req.file, format!("already exported as {name}")));
+            return Err(BlockError::refused(
+                &req.file,
+                format!("already exported as {name}"),
+            ));
         }
         let mut inner = self.inner.lock().expect("block lock");
         let name = random_name()?;

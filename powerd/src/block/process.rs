@@ -63,9 +63,8 @@ pub fn spawn(qemu_nbd: &Path, name: &str, e: &Entry, log: &Path) -> Result<Child
     unsafe {
         cmd.pre_exec(|| nix::unistd::setsid().map(drop).map_err(Into::into));
     }
-    cmd.spawn().map_err(|e| {
-        BlockError::export(name, format!("{}: cannot start: {e}", qemu_nbd.display()))
-    })
+    cmd.spawn()
+        .map_err(|e| BlockError::export(name, format!("{}: cannot start: {e}", qemu_nbd.display())))
 }
 
 /// Waits until `pid` listens on `port`; an exit before that is an error carrying its log.
@@ -91,7 +90,9 @@ pub fn wait_listening(
         if Instant::now() > deadline {
             return Err(BlockError::export(
                 name,
-                format!("qemu-nbd (pid {pid}) did not listen on port {port} within {START_TIMEOUT:?}"),
+                format!(
+                    "qemu-nbd (pid {pid}) did not listen on port {port} within {START_TIMEOUT:?}"
+                ),
             ));
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -134,7 +135,10 @@ pub fn listens(pid: u32, port: u16) -> bool {
             let (Some(local), Some(st), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
                 continue;
             };
-            let lport = local.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
+            let lport = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
             if *st == "0A" && lport == Some(port) {
                 inodes.push(format!("socket:[{inode}]"));
             }

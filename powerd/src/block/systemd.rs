@@ -51,14 +51,24 @@ pub fn start(systemctl: &Path, env_dir: &Path, name: &str, e: &Entry) -> Result<
     tool::run(&mut cmd, None).map_err(|err| BlockError::export(name, err.to_string()))?;
     match status(systemctl, name)? {
         Some(pid) => Ok(pid),
-        None => Err(BlockError::export(name, format!("{unit} is not active after its start"))),
+        None => Err(BlockError::export(
+            name,
+            format!("{unit} is not active after its start"),
+        )),
     }
 }
 
 /// The unit's main pid while it is active.
 pub fn status(systemctl: &Path, name: &str) -> Result<Option<u32>, BlockError> {
     let mut cmd = Command::new(systemctl);
-    cmd.args(["show", "-p", "ActiveState", "-p", "MainPID", &unit_name(name)]);
+    cmd.args([
+        "show",
+        "-p",
+        "ActiveState",
+        "-p",
+        "MainPID",
+        &unit_name(name),
+    ]);
     let out = tool::run(&mut cmd, None).map_err(|err| BlockError::export(name, err.to_string()))?;
     Ok(parse_show(&String::from_utf8_lossy(&out.stdout)))
 }
@@ -149,7 +159,10 @@ mod tests {
     #[test]
     fn the_unit_runs_the_detached_command_line_from_the_env_file() {
         let name = "0123456789abcdef0123456789abcdef";
-        for file in ["/var/lib/pifoundry/vms/vm-1/root.qcow2", "/srv/odd \"dir\"/disk.img"] {
+        for file in [
+            "/var/lib/pifoundry/vms/vm-1/root.qcow2",
+            "/srv/odd \"dir\"/disk.img",
+        ] {
             let e = entry(file);
             let env = render_env(name, &e);
             let argv = exec_start(&parse_env(&env));

@@ -95,7 +95,10 @@ fn an_overlay_serves_the_base_and_keeps_every_write() {
     let overlay = dir.path().join("root.qcow2");
     block.create_overlay(&base, &overlay).unwrap();
     let err = block.create_overlay(&base, &overlay).unwrap_err();
-    assert!(err.is_refusal() && err.to_string().ends_with("root.qcow2: already exists"), "{err}");
+    assert!(
+        err.is_refusal() && err.to_string().ends_with("root.qcow2: already exists"),
+        "{err}"
+    );
 
     let export = block
         .export(&ExportRequest {
@@ -105,10 +108,21 @@ fn an_overlay_serves_the_base_and_keeps_every_write() {
         })
         .unwrap();
     assert_eq!(export.name.len(), 32);
-    assert!(export.name.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert!(
+        export
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
     let (ok, text) = qemu_io(
         &url(&export),
-        &["read -P 0xab 0 1M", "write -P 0xcd 64k 64k", "flush", "read -P 0xcd 64k 64k", "read -P 0xab 15M 1M"],
+        &[
+            "read -P 0xab 0 1M",
+            "write -P 0xcd 64k 64k",
+            "flush",
+            "read -P 0xcd 64k 64k",
+            "read -P 0xab 15M 1M",
+        ],
     );
     assert!(ok, "{text}");
     let info = run(Command::new("nbdinfo").arg(url(&export)));
@@ -126,7 +140,11 @@ fn an_overlay_serves_the_base_and_keeps_every_write() {
             allow: LOOPBACK.parse().unwrap(),
         })
         .unwrap_err();
-    assert!(err.to_string().contains(&format!("already exported as {}", export.name)), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("already exported as {}", export.name)),
+        "{err}"
+    );
 
     block.unexport(&export.name).unwrap();
     block.unexport(&export.name).unwrap();
@@ -134,7 +152,11 @@ fn an_overlay_serves_the_base_and_keeps_every_write() {
     let (ok, _) = qemu_io(&url(&export), &["read 0 64k"]);
     assert!(!ok, "an unexported overlay still answers");
     // the writes are in the overlay, and only there
-    let (ok, text) = qemu_io_file(&overlay, "qcow2", &["read -P 0xcd 64k 64k", "read -P 0xab 0 64k"]);
+    let (ok, text) = qemu_io_file(
+        &overlay,
+        "qcow2",
+        &["read -P 0xcd 64k 64k", "read -P 0xab 0 64k"],
+    );
     assert!(ok, "{text}");
     assert_eq!(sha256(&base), before);
 }
@@ -151,7 +173,9 @@ fn qemu_io_file(path: &Path, format: &str, cmds: &[&str]) -> (bool, String) {
 }
 
 fn virtual_size(path: &Path) -> u64 {
-    let out = run(Command::new("qemu-img").args(["info", "-U", "--output=json"]).arg(path));
+    let out = run(Command::new("qemu-img")
+        .args(["info", "-U", "--output=json"])
+        .arg(path));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v["virtual-size"].as_u64().unwrap()
 }
@@ -162,14 +186,25 @@ fn disks_are_sparse_and_only_grow() {
     let dir = tempfile::tempdir().unwrap();
     let block = Block::open(&config(dir.path())).unwrap();
     let _cleanup = Cleanup(&block);
-    for (format, name) in [(DiskFormat::Raw, "eph.img"), (DiskFormat::Qcow2, "persistent.qcow2")] {
+    for (format, name) in [
+        (DiskFormat::Raw, "eph.img"),
+        (DiskFormat::Qcow2, "persistent.qcow2"),
+    ] {
         let disk = dir.path().join(name);
         block.create_disk(&disk, 64, format).unwrap();
         assert_eq!(virtual_size(&disk), 64 << 20);
         use std::os::unix::fs::MetadataExt;
         let used = std::fs::metadata(&disk).unwrap().blocks() * 512;
-        assert!(used < 1 << 20, "{name} is not sparse: {used} bytes allocated");
-        assert!(block.create_disk(&disk, 64, format).unwrap_err().is_refusal());
+        assert!(
+            used < 1 << 20,
+            "{name} is not sparse: {used} bytes allocated"
+        );
+        assert!(
+            block
+                .create_disk(&disk, 64, format)
+                .unwrap_err()
+                .is_refusal()
+        );
 
         block.resize_disk(&disk, format, 128).unwrap();
         block.resize_disk(&disk, format, 128).unwrap();
@@ -177,7 +212,10 @@ fn disks_are_sparse_and_only_grow() {
         let err = block.resize_disk(&disk, format, 32).unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!("{}: disks only grow: 32 MiB is smaller than its 128 MiB", disk.display())
+            format!(
+                "{}: disks only grow: 32 MiB is smaller than its 128 MiB",
+                disk.display()
+            )
         );
 
         let export = block
@@ -187,10 +225,16 @@ fn disks_are_sparse_and_only_grow() {
                 allow: LOOPBACK.parse().unwrap(),
             })
             .unwrap();
-        let (ok, text) = qemu_io(&url(&export), &["write -P 0x5a 127M 1M", "read -P 0x5a 127M 1M"]);
+        let (ok, text) = qemu_io(
+            &url(&export),
+            &["write -P 0x5a 127M 1M", "read -P 0x5a 127M 1M"],
+        );
         assert!(ok, "{text}");
         let err = block.resize_disk(&disk, format, 256).unwrap_err();
-        assert!(err.to_string().contains("detach it before resizing"), "{err}");
+        assert!(
+            err.to_string().contains("detach it before resizing"),
+            "{err}"
+        );
         block.unexport(&export.name).unwrap();
     }
     let err = block
@@ -209,7 +253,11 @@ fn errors_name_the_file_and_the_tool() {
         .create_overlay(&missing, &dir.path().join("root.qcow2"))
         .unwrap_err();
     assert!(matches!(err, BlockError::Path(_)), "{err:?}");
-    assert!(err.to_string().starts_with(&format!("{}: ", missing.display())), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{}: ", missing.display())),
+        "{err}"
+    );
 
     // a raw disk read as qcow2: qemu-img's own complaint, with the file
     let raw = dir.path().join("eph.img");
@@ -217,7 +265,10 @@ fn errors_name_the_file_and_the_tool() {
     let err = block.resize_disk(&raw, DiskFormat::Qcow2, 16).unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, BlockError::Tool { .. }), "{err:?}");
-    assert!(text.starts_with(&format!("{}: qemu-img: ", raw.display())) && text.contains("qcow2"), "{text}");
+    assert!(
+        text.starts_with(&format!("{}: qemu-img: ", raw.display())) && text.contains("qcow2"),
+        "{text}"
+    );
     assert!(!text.contains('\n'), "{text}");
 
     // qemu-nbd refusing to start: the error names the export and carries its words
@@ -228,9 +279,17 @@ fn errors_name_the_file_and_the_tool() {
             allow: LOOPBACK.parse().unwrap(),
         })
         .unwrap_err();
-    assert!(err.to_string().contains("qemu-nbd exited: ") && err.to_string().contains("qcow2"), "{err}");
+    assert!(
+        err.to_string().contains("qemu-nbd exited: ") && err.to_string().contains("qcow2"),
+        "{err}"
+    );
     assert!(block.exports().is_empty(), "a failed export left an entry");
-    assert_eq!(std::fs::read_dir(dir.path().join("block/logs")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("block/logs"))
+            .unwrap()
+            .count(),
+        0
+    );
 
     let mut cfg = config(dir.path());
     cfg.shared = 1;
@@ -257,7 +316,11 @@ fn a_dead_export_is_reported_and_restarts_with_its_name_and_port() {
         })
         .unwrap();
     let pid = block.exports()[0].pid.unwrap();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     let listed = block.exports();
     assert_eq!(listed.len(), 1);
     assert!(!listed[0].running, "a killed qemu-nbd is listed as running");

@@ -22,11 +22,21 @@ impl PiNet {
         run(Command::new("ip").args(["netns", "add", &name]));
         let net = PiNet(name);
         let n = net.0.as_str();
-        run(Command::new("ip").args(["link", "add", "pfctl0", "type", "veth", "peer", "name", "pfpi0", "netns", n]));
+        run(Command::new("ip").args([
+            "link", "add", "pfctl0", "type", "veth", "peer", "name", "pfpi0", "netns", n,
+        ]));
         run(Command::new("ip").args(["addr", "add", &format!("{CONTROLLER}/24"), "dev", "pfctl0"]));
         run(Command::new("ip").args(["link", "set", "pfctl0", "up"]));
         for addr in [PI, OTHER] {
-            run(Command::new("ip").args(["-n", n, "addr", "add", &format!("{addr}/24"), "dev", "pfpi0"]));
+            run(Command::new("ip").args([
+                "-n",
+                n,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "pfpi0",
+            ]));
         }
         run(Command::new("ip").args(["-n", n, "link", "set", "pfpi0", "up"]));
         run(Command::new("ip").args(["-n", n, "link", "set", "lo", "up"]));
@@ -36,7 +46,9 @@ impl PiNet {
     /// Connections to the controller leave from `src`.
     fn source(&self, src: &str) {
         let route = format!("{CONTROLLER}/32");
-        run(Command::new("ip").args(["-n", &self.0, "route", "replace", &route, "dev", "pfpi0", "src", src]));
+        run(Command::new("ip").args([
+            "-n", &self.0, "route", "replace", &route, "dev", "pfpi0", "src", src,
+        ]));
     }
 
     fn nbdinfo(&self, url: &str) -> Output {
@@ -58,7 +70,11 @@ fn only_the_pis_address_reaches_its_export() {
     private_netns();
     let pinet = PiNet::create();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = BlockConfig::new(dir.path().join("block"), CONTROLLER.parse().unwrap(), 10810..=10830);
+    let cfg = BlockConfig::new(
+        dir.path().join("block"),
+        CONTROLLER.parse().unwrap(),
+        10810..=10830,
+    );
     let block = Block::open(&cfg).unwrap();
     let _cleanup = Cleanup(&block);
     let mut exports = Vec::new();
@@ -76,8 +92,13 @@ fn only_the_pis_address_reaches_its_export() {
         );
     }
     let (mine, theirs) = (&exports[0], &exports[1]);
-    let served = |out: &Output| out.status.success() && String::from_utf8_lossy(&out.stdout).contains("export-size: 1048576");
-    let refused = |out: &Output| !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("Connection refused");
+    let served = |out: &Output| {
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).contains("export-size: 1048576")
+    };
+    let refused = |out: &Output| {
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("Connection refused")
+    };
 
     for _ in 0..2 {
         pinet.source(PI);
@@ -88,7 +109,10 @@ fn only_the_pis_address_reaches_its_export() {
 
         pinet.source(OTHER);
         let out = pinet.nbdinfo(&url(mine));
-        assert!(refused(&out), "the right name from the wrong address was served: {out:?}");
+        assert!(
+            refused(&out),
+            "the right name from the wrong address was served: {out:?}"
+        );
         let out = pinet.nbdinfo(&url(theirs));
         assert!(served(&out), "{out:?}");
     }
@@ -101,7 +125,10 @@ fn only_the_pis_address_reaches_its_export() {
     let table = run(Command::new("nft").args(["list", "table", "inet", "pifoundry"]));
     let text = String::from_utf8_lossy(&table.stdout).into_owned();
     assert!(!text.contains(&format!("{PI} . {}", mine.port)), "{text}");
-    assert!(text.contains(&format!("{OTHER} . {}", theirs.port)), "{text}");
+    assert!(
+        text.contains(&format!("{OTHER} . {}", theirs.port)),
+        "{text}"
+    );
 
     // a restarted powerd puts back rules that went missing, from its state
     run(Command::new("nft").args(["flush", "set", "inet", "pifoundry", "nbd_allow4"]));

@@ -6,12 +6,12 @@
 mod support;
 
 mod api;
+mod block;
+mod block_access;
+mod block_faults;
 mod cli_errors;
 mod crash_safety;
 mod daemon;
 mod interop;
 mod load_faults;
 mod openapi_conformance;
-mod block;
-mod block_access;
-mod block_faults;
