@@ -420,16 +420,26 @@ impl Block {
     /// restart) and that nothing else listens on.
     fn free_port(&self, state: &StateFile) -> Result<u16, BlockError> {
         let taken: Vec<u16> = state.exports.values().map(|e| e.port).collect();
-        self.cfg
-            .ports
-            .clone()
-            .filter(|p| !taken.contains(p))
-            .find(|p| TcpListener::bind(SocketAddr::new(self.cfg.listen, *p)).is_ok())
-            .ok_or(BlockError::NoPort {
-                host: self.cfg.listen,
-                first: *self.cfg.ports.start(),
-                last: *self.cfg.ports.end(),
-            })
+        for port in self.cfg.ports.clone().filter(|p| !taken.contains(p)) {
+            match TcpListener::bind(SocketAddr::new(self.cfg.listen, port)) {
+                Ok(_) => return Ok(port),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
+                    return Err(BlockError::export(
+                        "(new)",
+                        format!(
+                            "cannot listen on {}: {e} (is the Pi network up?)",
+                            self.cfg.listen
+                        ),
+                    ));
+                }
+                Err(_) => {}
+            }
+        }
+        Err(BlockError::NoPort {
+            host: self.cfg.listen,
+            first: *self.cfg.ports.start(),
+            last: *self.cfg.ports.end(),
+        })
     }
 
     fn start_process(&self, inner: &mut Inner, name: &str, e: &Entry) -> Result<u32, BlockError> {

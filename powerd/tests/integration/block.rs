@@ -321,9 +321,9 @@ fn a_dead_export_is_reported_and_restarts_with_its_name_and_port() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    let listed = block.exports();
-    assert_eq!(listed.len(), 1);
-    assert!(!listed[0].running, "a killed qemu-nbd is listed as running");
+    // SIGKILL takes effect a moment after kill() returns
+    wait_for(|| !block.exports()[0].running);
+    assert_eq!(block.exports().len(), 1);
 
     let again = block.restart(&export.name).unwrap();
     assert_eq!(again, export);
@@ -377,4 +377,61 @@ pub fn wait_for(mut ok: impl FnMut() -> bool) {
         assert!(std::time::Instant::now() < deadline, "timed out");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// prov exports from several blocking tasks at once: each export gets its own port and name,
+/// and the state file records all of them.
+#[test]
+fn concurrent_exports_get_distinct_ports_and_names() {
+    private_netns();
+    let dir = tempfile::tempdir().unwrap();
+    let block = Block::open(&config(dir.path())).unwrap();
+    let _cleanup = Cleanup(&block);
+    let exports: Vec<powerd::block::Export> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (block, dir) = (&block, dir.path());
+                s.spawn(move || {
+                    let disk = dir.join(format!("disk-{i}.img"));
+                    block.create_disk(&disk, 8, DiskFormat::Raw).unwrap();
+                    block
+                        .export(&ExportRequest {
+                            file: disk,
+                            format: DiskFormat::Raw,
+                            allow: LOOPBACK.parse().unwrap(),
+                        })
+                        .unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut ports: Vec<u16> = exports.iter().map(|e| e.port).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), 8, "{exports:?}");
+    for e in &exports {
+        let (ok, text) = qemu_io(&url(e), &["read -P 0 0 64k"]);
+        assert!(ok, "{text}");
+    }
+    let state = std::fs::read_to_string(dir.path().join("block/block.json")).unwrap();
+    assert!(exports.iter().all(|e| state.contains(&e.name)), "{state}");
+
+    // a listen address the host does not have: one clear error, nothing recorded
+    let mut cfg = config(dir.path());
+    cfg.state_dir = dir.path().join("elsewhere");
+    cfg.listen = "10.231.9.9".parse().unwrap();
+    let other = Block::open(&cfg).unwrap();
+    let err = other
+        .export(&ExportRequest {
+            file: dir.path().join("disk-0.img"),
+            format: DiskFormat::Raw,
+            allow: LOOPBACK.parse().unwrap(),
+        })
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("cannot listen on 10.231.9.9"),
+        "{err}"
+    );
+    assert!(other.exports().is_empty());
 }
