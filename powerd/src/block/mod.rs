@@ -284,6 +284,15 @@ impl Block {
     /// listens. On failure nothing is left behind (process, firewall element, state entry).
     pub fn export(&self, req: &ExportRequest) -> Result<Export, BlockError> {
         let file = std::fs::canonicalize(&req.file).map_err(at(&req.file))?;
+        if req.allow.is_ipv6() != self.cfg.listen.is_ipv6() {
+            return Err(BlockError::refused(
+                &req.file,
+                format!(
+                    "the Pi's address {} cannot reach exports on {}",
+                    req.allow, self.cfg.listen
+                ),
+            ));
+        }
         if let Some(name) = self.exported_as(&file) {
             return Err(BlockError::refused(
                 &req.file,

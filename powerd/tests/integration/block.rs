@@ -434,4 +434,18 @@ fn concurrent_exports_get_distinct_ports_and_names() {
         "{err}"
     );
     assert!(other.exports().is_empty());
+    let err = block
+        .export(&ExportRequest {
+            file: dir.path().join("disk-0.img"),
+            format: DiskFormat::Raw,
+            allow: "fd00::64".parse().unwrap(),
+        })
+        .unwrap_err();
+    assert!(
+        err.is_refusal()
+            && err
+                .to_string()
+                .contains("cannot reach exports on 127.0.0.1"),
+        "{err}"
+    );
 }
