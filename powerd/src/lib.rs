@@ -10,6 +10,7 @@ pub mod config;
 pub mod ctl;
 pub mod metrics;
 pub mod outlet;
+pub mod pinet;
 pub mod power;
 pub mod server;
 pub mod state;

@@ -1,0 +1,170 @@
+//! The Pi network's servers over an in-memory Directory (the test's inventory: the real one
+//! is the provisioning module's), with a boot directory of real files.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use powerd::pinet::{Boot, BootLookup, CmdlineParams, Directory, Hub, Listeners, PiVm, PinetConfig};
+use serde_json::json;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const SERIAL: &str = "1a2b3c4d";
+pub const FREE_SERIAL: &str = "0badf00d";
+pub const EXPORT: &str = "0123456789abcdef0123456789abcdef";
+
+pub struct Pi {
+    pub served: bool,
+    pub addr: IpAddr,
+    pub boot: Boot,
+    pub vm: PiVm,
+}
+
+#[derive(Default)]
+pub struct Inventory {
+    pub pis: Mutex<HashMap<String, Pi>>,
+    pub discovered: Mutex<Vec<(String, IpAddr)>>,
+    pub firmware: Option<PathBuf>,
+}
+
+impl Directory for Inventory {
+    fn boot(&self, serial: &str, from: IpAddr) -> BootLookup {
+        match self.pis.lock().unwrap().get(serial) {
+            Some(pi) if pi.served => BootLookup::Served(pi.boot.clone()),
+            Some(_) => BootLookup::NotServed,
+            None => {
+                self.discovered.lock().unwrap().push((serial.to_owned(), from));
+                BootLookup::Unknown
+            }
+        }
+    }
+
+    fn vm_at(&self, addr: IpAddr) -> Option<PiVm> {
+        let pis = self.pis.lock().unwrap();
+        pis.values().find(|pi| pi.served && pi.addr == addr).map(|pi| pi.vm.clone())
+    }
+
+    fn firmware_dir(&self) -> Option<PathBuf> {
+        self.firmware.clone()
+    }
+}
+
+pub fn settings(vm: &str) -> serde_json::Value {
+    json!({"agent_id": format!("agent-{vm}"), "vm": {"name": vm}, "mbus": "nats://u:secret@10.0.0.5:4222"})
+}
+
+/// A Pi carrying a VM at `addr`, served from `boot_dir`.
+pub fn pi(vm: &str, addr: IpAddr, boot_dir: &Path, served: bool) -> Pi {
+    let v4 = match addr {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => "10.77.0.105".parse().unwrap(),
+    };
+    Pi {
+        served,
+        addr,
+        boot: Boot {
+            boot_dir: boot_dir.to_path_buf(),
+            cmdline: CmdlineParams {
+                nbd_host: "10.77.0.1".parse().unwrap(),
+                nbd_port: 10810,
+                nbd_export: EXPORT.into(),
+                address: v4,
+                gateway: "10.77.0.1".parse().unwrap(),
+                netmask: "255.255.255.0".parse().unwrap(),
+                hostname: format!("pi-{vm}"),
+                interface: "eth0".into(),
+            },
+        },
+        vm: PiVm {
+            vm_id: format!("vm-{vm}"),
+            serial: SERIAL.into(),
+            settings: settings(vm),
+            ssh_key: Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPifoundryTestKey bosh".into()),
+        },
+    }
+}
+
+/// Boot files as an image's boot partition holds them, plus traps: the image's own SD
+/// `cmdline.txt` (never served), a symlink inside (served) and two leading outside (not).
+pub struct Files {
+    pub dir: tempfile::TempDir,
+}
+
+impl Files {
+    pub fn new() -> Files {
+        let dir = tempfile::tempdir().unwrap();
+        let boot = dir.path().join("boot");
+        let firmware = dir.path().join("firmware");
+        std::fs::create_dir_all(boot.join("overlays")).unwrap();
+        std::fs::create_dir_all(&firmware).unwrap();
+        std::fs::write(dir.path().join("secret"), b"outside the boot dir").unwrap();
+        std::fs::write(boot.join("start.elf"), pattern(70_001)).unwrap();
+        std::fs::write(boot.join("config.txt"), b"enable_uart=1\nkernel=vmlinuz\n").unwrap();
+        std::fs::write(boot.join("cmdline.txt"), b"root=LABEL=rootfs (the SD card's)\n").unwrap();
+        std::fs::write(boot.join("overlays/dwc2.dtbo"), b"dtbo").unwrap();
+        std::os::unix::fs::symlink("start.elf", boot.join("start_link.elf")).unwrap();
+        std::os::unix::fs::symlink("../secret", boot.join("escape")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", boot.join("passwd")).unwrap();
+        std::fs::write(firmware.join("bootcode.bin"), b"bootcode").unwrap();
+        std::fs::write(firmware.join("start.elf"), b"not at the root").unwrap();
+        Files { dir }
+    }
+
+    pub fn boot(&self) -> PathBuf {
+        self.dir.path().join("boot")
+    }
+
+    pub fn firmware(&self) -> PathBuf {
+        self.dir.path().join("firmware")
+    }
+}
+
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+/// The servers running in this process on the given sockets.
+pub struct Running {
+    pub tftp: SocketAddr,
+    pub http: SocketAddr,
+    pub hub: Arc<Hub>,
+    pub inventory: Arc<Inventory>,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    pub async fn start(inventory: Inventory, listeners: Listeners) -> Running {
+        let tftp = listeners.tftp.local_addr().unwrap();
+        let http = listeners.http.local_addr().unwrap();
+        let cfg = PinetConfig::new(tftp.ip());
+        let inventory = Arc::new(inventory);
+        let hub = Arc::new(Hub::new());
+        let (stop, stopped) = oneshot::channel();
+        let dir: Arc<dyn Directory> = inventory.clone();
+        let task = tokio::spawn({
+            let hub = hub.clone();
+            async move {
+                powerd::pinet::serve_on(listeners, &cfg, dir, hub, async {
+                    let _ = stopped.await;
+                })
+                .await
+            }
+        });
+        Running { tftp, http, hub, inventory, stop, task }
+    }
+
+    /// On loopback, ephemeral ports.
+    pub async fn loopback(inventory: Inventory) -> Running {
+        let mut cfg = PinetConfig::new("127.0.0.1".parse().unwrap());
+        (cfg.tftp_port, cfg.http_port) = (0, 0);
+        Running::start(inventory, Listeners::bind(&cfg).unwrap()).await
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
