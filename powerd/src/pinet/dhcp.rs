@@ -180,7 +180,7 @@ fn parse(file: &Path, text: &str) -> Result<BTreeMap<String, Reservation>, DhcpE
         }
         let bad = |why: &str| BadInput::new(file, format!("line {}: {why}: {line:?}", n + 1));
         let fields: Vec<&str> = line.split(',').collect();
-        let [mac, tag, ip, host] = fields[..] else {
+        let &[mac, tag, ip, host] = fields.as_slice() else {
             return Err(bad("expected MAC,set:pifoundry,IP,pi-SERIAL").into());
         };
         let mac = normalise_mac(mac).map_err(|_| bad("bad MAC"))?;

@@ -29,6 +29,8 @@ fn config(name: &str, dir: &Path, iface: &str, range: Option<&str>) -> PathBuf {
             "dhcp-hostsfile" => format!("dhcp-hostsfile={d}/dnsmasq.hosts"),
             "dhcp-leasefile" => format!("dhcp-leasefile={d}/dnsmasq.leases"),
             "dhcp-range" if range.is_some() => format!("dhcp-range={}", range.unwrap()),
+            // the proxy file's example LAN is 192.168.1.0/24; the test's is 10.77.0.0/24
+            "dhcp-boot" => line.replace("192.168.1.5", "10.77.0.1"),
             _ => line.to_owned(),
         };
         out.push_str(&line);
@@ -164,5 +166,16 @@ fn proxy_dhcp_adds_the_boot_options_and_no_address() {
     let log = std::fs::read_to_string(dir.path().join("dnsmasq.log")).unwrap();
     assert!(log.contains(&format!("PXE(pfd0) {MAC} proxy")), "{log}");
     assert!(log.contains("option: 43 vendor-encap"), "{log}");
+    assert!(log.contains("next server: 10.77.0.1"), "the TFTP server: {log}");
     assert!(!log.contains("DHCPOFFER"), "a proxy must not offer addresses: {log}");
+}
+
+#[test]
+fn the_shipped_files_pass_dnsmasqs_own_check_as_they_are() {
+    require("dnsmasq");
+    for name in ["controller-dhcp.conf", "proxy-dhcp.conf"] {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("dnsmasq").join(name);
+        let out = std::process::Command::new("dnsmasq").arg("--test").arg("--conf-file").arg(&file).output().unwrap();
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
 }

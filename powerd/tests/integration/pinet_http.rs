@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use powerd::pinet::Listeners;
 use powerd_client::provision::{Confirmed, NbdTarget, PiAttachment, PiAttachments, Want};
 use tokio::process::Command;
 
@@ -52,7 +51,7 @@ fn attachment(want: Want) -> PiAttachment {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_go_to_the_reserved_source_address_only() {
     let files = Files::new();
-    let pinet = Running::loopback(inventory(&files, "127.0.0.2")).await;
+    let pinet = Running::loopback(inventory(&files, "127.0.0.2"));
     let base = format!("http://{}", pinet.http);
 
     let (code, body) = curl_http(None, "127.0.0.2", "GET", &format!("{base}/latest/user-data"), None).await;
@@ -71,19 +70,19 @@ async fn settings_go_to_the_reserved_source_address_only() {
         "/pifoundry/v1/attachments",
     ] {
         let (code, body) = curl_http(None, "127.0.0.3", "GET", &format!("{base}{path}"), None).await;
-        assert_eq!((code, body.as_str()), (404, "not found"), "{path} from another address");
+        assert_eq!((code, body.as_str()), (404, "not found\n"), "{path} from another address");
     }
     for (method, path) in [("GET", "/latest/meta-data/"), ("GET", "/v1/pis"), ("POST", "/latest/user-data"), ("DELETE", "/pifoundry/v1/attachments")] {
         let (code, _) = curl_http(None, "127.0.0.2", method, &format!("{base}{path}"), None).await;
         assert_eq!(code, 404, "{method} {path}");
     }
-    pinet.stop().await;
+    pinet.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_attach_helper_long_polls_and_confirms() {
     let files = Files::new();
-    let pinet = Running::loopback(inventory(&files, "127.0.0.2")).await;
+    let pinet = Running::loopback(inventory(&files, "127.0.0.2"));
     let base = format!("http://{}/pifoundry/v1/attachments", pinet.http);
 
     let (code, body) = curl_http(None, "127.0.0.2", "GET", &format!("{base}?after=0&wait=0"), None).await;
@@ -121,7 +120,7 @@ async fn the_attach_helper_long_polls_and_confirms() {
     let (code, _) = curl_http(None, "127.0.0.2", "POST", &format!("{base}/disk-1"), Some(confirm)).await;
     assert_eq!(code, 204);
     assert_eq!(waiter.await.unwrap(), Ok(Confirmed::Connected));
-    pinet.stop().await;
+    pinet.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,8 +131,7 @@ async fn across_namespaces_only_the_reserved_address_is_answered() {
     srv.ip(&["addr", "add", "10.78.0.1/24", "dev", "pfn0"]);
     pis.ip(&["addr", "add", "10.78.0.2/24", "dev", "pfn1"]);
     pis.ip(&["addr", "add", "10.78.0.3/24", "dev", "pfn1"]);
-    let (tftp, http) = srv.bind("10.78.0.1:69".parse().unwrap(), "10.78.0.1:8086".parse().unwrap());
-    let pinet = Running::start(inventory(&files, "10.78.0.2"), Listeners { tftp, http }).await;
+    let pinet = Running::start(Some(&srv), inventory(&files, "10.78.0.2"), "10.78.0.1", 69, 8086);
     let url = "http://10.78.0.1:8086/latest/user-data";
 
     let (code, body) = curl_http(Some(&pis), "10.78.0.2", "GET", url, None).await;
@@ -148,5 +146,5 @@ async fn across_namespaces_only_the_reserved_address_is_answered() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let cmdline = String::from_utf8(out.stdout).unwrap();
     assert!(cmdline.contains(" pifoundry.api=http://10.78.0.1:8086 "), "{cmdline}");
-    pinet.stop().await;
+    pinet.stop();
 }

@@ -1,7 +1,6 @@
 //! Network namespaces a test creates (and deletes on drop), sockets bound inside them, and
 //! commands run inside them. Needs root, as CI runs the tests.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -68,22 +67,6 @@ impl Netns {
 
     pub fn run(&self, program: &str, args: &[&str]) -> Output {
         self.command(program).args(args).output().unwrap()
-    }
-
-    /// Runs `f` on a thread that has entered the namespace: sockets it creates stay there.
-    pub fn inside<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::spawn(move || {
-            let fd = std::fs::File::open(&path).unwrap();
-            nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            f()
-        })
-        .join()
-        .unwrap()
-    }
-
-    pub fn bind(&self, tftp: SocketAddr, http: SocketAddr) -> (UdpSocket, TcpListener) {
-        self.inside(move || (UdpSocket::bind(tftp).unwrap(), TcpListener::bind(http).unwrap()))
     }
 }
 

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use powerd::pinet::{Boot, BootLookup, CmdlineParams, Directory, Hub, Listeners, PiVm, PinetConfig};
 use serde_json::json;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+
+use super::netns::Netns;
 
 pub const SERIAL: &str = "1a2b3c4d";
 pub const FREE_SERIAL: &str = "0badf00d";
@@ -125,46 +126,57 @@ pub fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 % 251) as u8).collect()
 }
 
-/// The servers running in this process on the given sockets.
+/// The servers on their own thread and runtime: inside `ns` if given (every socket they make,
+/// the per-transfer TFTP ones too, is then in that namespace), else here.
 pub struct Running {
     pub tftp: SocketAddr,
     pub http: SocketAddr,
     pub hub: Arc<Hub>,
     pub inventory: Arc<Inventory>,
     stop: oneshot::Sender<()>,
-    task: JoinHandle<anyhow::Result<()>>,
+    thread: std::thread::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Running {
-    pub async fn start(inventory: Inventory, listeners: Listeners) -> Running {
-        let tftp = listeners.tftp.local_addr().unwrap();
-        let http = listeners.http.local_addr().unwrap();
-        let cfg = PinetConfig::new(tftp.ip());
+    /// Binds `ip` (TFTP port `tftp_port`, HTTP port `http_port`; 0 for ephemeral ones).
+    pub fn start(ns: Option<&Netns>, inventory: Inventory, ip: &str, tftp_port: u16, http_port: u16) -> Running {
+        let mut cfg = PinetConfig::new(ip.parse().unwrap());
+        (cfg.tftp_port, cfg.http_port) = (tftp_port, http_port);
+        let netns = ns.map(|ns| format!("/run/netns/{}", ns.name));
         let inventory = Arc::new(inventory);
         let hub = Arc::new(Hub::new());
-        let (stop, stopped) = oneshot::channel();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (ready, bound) = std::sync::mpsc::channel();
         let dir: Arc<dyn Directory> = inventory.clone();
-        let task = tokio::spawn({
-            let hub = hub.clone();
-            async move {
-                powerd::pinet::serve_on(listeners, &cfg, dir, hub, async {
-                    let _ = stopped.await;
-                })
-                .await
+        let serving_hub = hub.clone();
+        let thread = std::thread::spawn(move || -> anyhow::Result<()> {
+            if let Some(netns) = netns {
+                let fd = std::fs::File::open(&netns)?;
+                nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET)?;
             }
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async move {
+                let listeners = Listeners::bind(&cfg)?;
+                let _ = ready.send((listeners.tftp.local_addr()?, listeners.http.local_addr()?));
+                let shutdown = async move {
+                    let _ = stopped.await;
+                };
+                powerd::pinet::serve_on(listeners, &cfg, dir, serving_hub, shutdown).await
+            })
         });
-        Running { tftp, http, hub, inventory, stop, task }
+        let Ok((tftp, http)) = bound.recv() else {
+            panic!("pinet did not start: {:?}", thread.join());
+        };
+        Running { tftp, http, hub, inventory, stop, thread }
     }
 
-    /// On loopback, ephemeral ports.
-    pub async fn loopback(inventory: Inventory) -> Running {
-        let mut cfg = PinetConfig::new("127.0.0.1".parse().unwrap());
-        (cfg.tftp_port, cfg.http_port) = (0, 0);
-        Running::start(inventory, Listeners::bind(&cfg).unwrap()).await
+    /// On 127.0.0.1, ephemeral ports.
+    pub fn loopback(inventory: Inventory) -> Running {
+        Running::start(None, inventory, "127.0.0.1", 0, 0)
     }
 
-    pub async fn stop(self) {
+    pub fn stop(self) {
         let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
+        self.thread.join().unwrap().unwrap();
     }
 }
