@@ -7,7 +7,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use powerd::pinet::{Boot, BootLookup, CmdlineParams, Directory, Hub, Listeners, PiVm, PinetConfig};
+use powerd::pinet::{
+    Boot, BootLookup, CmdlineParams, Directory, Hub, Listeners, PiVm, PinetConfig,
+};
 use tokio::signal::unix::{SignalKind, signal};
 
 struct OnePi(Boot);
@@ -66,5 +68,12 @@ async fn main() -> anyhow::Result<()> {
             _ = term.recv() => {}
         }
     };
-    powerd::pinet::serve_on(listeners, &cfg, Arc::new(OnePi(boot)), Arc::new(Hub::new()), shutdown).await
+    powerd::pinet::serve_on(
+        listeners,
+        &cfg,
+        Arc::new(OnePi(boot)),
+        Arc::new(Hub::new()),
+        shutdown,
+    )
+    .await
 }

@@ -2,7 +2,6 @@
 //! parameters of the stemcell's `cmdline-netboot.txt.hbs`, with the root on the whole-disk
 //! overlay's second partition and the attach helper's base URL.
 
-use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// What differs per VM in its command line; the Directory fills it in.
@@ -35,14 +34,28 @@ pub enum CmdlineError {
 /// Renders the one-line `cmdline.txt`. `api` is the Pi-network HTTP server (settings and
 /// attachments). Names that could add or split kernel parameters are refused.
 pub fn render(p: &CmdlineParams, api: SocketAddr) -> Result<String, CmdlineError> {
-    check("hostname", &p.hostname, is_hostname, "a DNS label: a-z, 0-9, `-`")?;
-    check("interface", &p.interface, is_word, "letters, digits, `.`, `_`, `-`")?;
-    check("nbd_export", &p.nbd_export, is_word, "letters, digits, `.`, `_`, `-`")?;
-    let mut line = String::from("console=ttyAMA0,115200 root=/dev/nbd0p2 nbd.max_part=8 ");
+    check(
+        "hostname",
+        &p.hostname,
+        is_hostname,
+        "a DNS label: a-z, 0-9, `-`",
+    )?;
+    check(
+        "interface",
+        &p.interface,
+        is_word,
+        "letters, digits, `.`, `_`, `-`",
+    )?;
+    check(
+        "nbd_export",
+        &p.nbd_export,
+        is_word,
+        "letters, digits, `.`, `_`, `-`",
+    )?;
     let nbd = SocketAddr::new(p.nbd_host, p.nbd_port);
-    write!(
-        line,
-        "nbdroot={nbd}/{export} ip={addr}::{gw}:{mask}:{host}:{iface}:off \
+    Ok(format!(
+        "console=ttyAMA0,115200 root=/dev/nbd0p2 nbd.max_part=8 \
+         nbdroot={nbd}/{export} ip={addr}::{gw}:{mask}:{host}:{iface}:off \
          pifoundry.api=http://{api} rw net.ifnames=0 rootwait panic=10\n",
         export = p.nbd_export,
         addr = p.address,
@@ -50,9 +63,7 @@ pub fn render(p: &CmdlineParams, api: SocketAddr) -> Result<String, CmdlineError
         mask = p.netmask,
         host = p.hostname,
         iface = p.interface,
-    )
-    .expect("writing to a String");
-    Ok(line)
+    ))
 }
 
 fn check(
@@ -74,7 +85,8 @@ fn check(
 fn is_word(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 fn is_hostname(s: &str) -> bool {
@@ -82,7 +94,8 @@ fn is_hostname(s: &str) -> bool {
         && s.len() <= 63
         && !s.starts_with('-')
         && !s.ends_with('-')
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 #[cfg(test)]

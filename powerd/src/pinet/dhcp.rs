@@ -12,10 +12,6 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use pifoundry_util::{BadInput, PathError, atomic};
 
-/// The tag every reservation sets; the shipped dnsmasq configurations key the Raspberry Pi
-/// boot options on it.
-pub const TAG: &str = "pifoundry";
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DhcpConfig {
     pub hosts_file: PathBuf,
@@ -122,10 +118,13 @@ impl Reservations {
     }
 
     fn write(&self, hosts: &BTreeMap<String, Reservation>) -> Result<(), DhcpError> {
-        let mut text = String::from("# written by powerd: one Pi reservation a line; edits are lost\n");
+        let mut text =
+            String::from("# written by powerd: one Pi reservation a line; edits are lost\n");
         for (mac, r) in hosts {
-            // the host name is `pi-SERIAL`: dnsmasq would read an all-digit serial as a lease time
-            writeln!(text, "{mac},set:{TAG},{},pi-{}", r.ip, r.serial).expect("String");
+            // The host name is `pi-SERIAL`: dnsmasq would read an all-digit serial as a lease
+            // time. No `set:` tag: dnsmasq 2.90 crashes on SIGHUP when a hosts-file line sets a
+            // tag and a lease exists (tests/integration/pinet_dhcp.rs found it).
+            writeln!(text, "{mac},{},pi-{}", r.ip, r.serial).expect("String");
         }
         atomic::write(&self.cfg.hosts_file, text.as_bytes())?;
         Ok(())
@@ -180,14 +179,14 @@ fn parse(file: &Path, text: &str) -> Result<BTreeMap<String, Reservation>, DhcpE
         }
         let bad = |why: &str| BadInput::new(file, format!("line {}: {why}: {line:?}", n + 1));
         let fields: Vec<&str> = line.split(',').collect();
-        let &[mac, tag, ip, host] = fields.as_slice() else {
-            return Err(bad("expected MAC,set:pifoundry,IP,pi-SERIAL").into());
+        let &[mac, ip, host] = fields.as_slice() else {
+            return Err(bad("expected MAC,IP,pi-SERIAL").into());
         };
         let mac = normalise_mac(mac).map_err(|_| bad("bad MAC"))?;
         let ip: Ipv4Addr = ip.parse().map_err(|_| bad("bad IPv4 address"))?;
         let serial = host.strip_prefix("pi-").filter(|s| is_serial(s));
-        let (Some(serial), true) = (serial, tag == format!("set:{TAG}")) else {
-            return Err(bad("expected MAC,set:pifoundry,IP,pi-SERIAL").into());
+        let Some(serial) = serial else {
+            return Err(bad("expected MAC,IP,pi-SERIAL").into());
         };
         let serial = serial.to_owned();
         hosts.insert(mac, Reservation { ip, serial });
@@ -196,13 +195,17 @@ fn parse(file: &Path, text: &str) -> Result<BTreeMap<String, Reservation>, DhcpE
 }
 
 pub(crate) fn is_serial(s: &str) -> bool {
-    s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 8
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn normalise_mac(mac: &str) -> Result<String, DhcpError> {
     let octets: Vec<&str> = mac.split(':').collect();
     let ok = octets.len() == 6
-        && octets.iter().all(|o| o.len() == 2 && o.bytes().all(|b| b.is_ascii_hexdigit()));
+        && octets
+            .iter()
+            .all(|o| o.len() == 2 && o.bytes().all(|b| b.is_ascii_hexdigit()));
     if ok {
         Ok(mac.to_ascii_lowercase())
     } else {
@@ -226,16 +229,31 @@ mod tests {
     fn writes_reservations_and_reads_them_back() {
         let dir = tempfile::tempdir().unwrap();
         let r = open(dir.path(), Some(dir.path().join("absent.pid")));
-        r.set("B8:27:EB:00:00:01", "10.77.0.101".parse().unwrap(), "1a2b3c4d").unwrap();
-        r.set("dc:a6:32:00:00:02", "10.77.0.102".parse().unwrap(), "12345678").unwrap();
-        r.set("b8:27:eb:00:00:01", "10.77.0.103".parse().unwrap(), "1a2b3c4d").unwrap();
+        r.set(
+            "B8:27:EB:00:00:01",
+            "10.77.0.101".parse().unwrap(),
+            "1a2b3c4d",
+        )
+        .unwrap();
+        r.set(
+            "dc:a6:32:00:00:02",
+            "10.77.0.102".parse().unwrap(),
+            "12345678",
+        )
+        .unwrap();
+        r.set(
+            "b8:27:eb:00:00:01",
+            "10.77.0.103".parse().unwrap(),
+            "1a2b3c4d",
+        )
+        .unwrap();
         let text = std::fs::read_to_string(dir.path().join("dnsmasq.hosts")).unwrap();
         let lines: Vec<&str> = text.lines().skip(1).collect();
         assert_eq!(
             lines,
             [
-                "b8:27:eb:00:00:01,set:pifoundry,10.77.0.103,pi-1a2b3c4d",
-                "dc:a6:32:00:00:02,set:pifoundry,10.77.0.102,pi-12345678",
+                "b8:27:eb:00:00:01,10.77.0.103,pi-1a2b3c4d",
+                "dc:a6:32:00:00:02,10.77.0.102,pi-12345678",
             ]
         );
         let again = open(dir.path(), None);
@@ -249,30 +267,53 @@ mod tests {
     fn refuses_a_taken_address_and_bad_names() {
         let dir = tempfile::tempdir().unwrap();
         let r = open(dir.path(), None);
-        r.set("b8:27:eb:00:00:01", "10.77.0.101".parse().unwrap(), "1a2b3c4d").unwrap();
+        r.set(
+            "b8:27:eb:00:00:01",
+            "10.77.0.101".parse().unwrap(),
+            "1a2b3c4d",
+        )
+        .unwrap();
         let err = r
-            .set("b8:27:eb:00:00:02", "10.77.0.101".parse().unwrap(), "2a2b3c4d")
+            .set(
+                "b8:27:eb:00:00:02",
+                "10.77.0.101".parse().unwrap(),
+                "2a2b3c4d",
+            )
             .unwrap_err();
         assert_eq!(
             err.to_string(),
             "10.77.0.101 is already reserved for b8:27:eb:00:00:01 (Pi 1a2b3c4d)"
         );
-        assert!(matches!(r.set("b8:27:eb:00:00", "10.0.0.1".parse().unwrap(), "1a2b3c4d"), Err(DhcpError::Mac(_))));
-        assert!(matches!(r.set("b8:27:eb:00:00:03", "10.0.0.1".parse().unwrap(), "1A2B3C4D"), Err(DhcpError::Serial(_))));
+        assert!(matches!(
+            r.set("b8:27:eb:00:00", "10.0.0.1".parse().unwrap(), "1a2b3c4d"),
+            Err(DhcpError::Mac(_))
+        ));
+        assert!(matches!(
+            r.set("b8:27:eb:00:00:03", "10.0.0.1".parse().unwrap(), "1A2B3C4D"),
+            Err(DhcpError::Serial(_))
+        ));
     }
 
     #[test]
     fn a_hand_edited_file_is_refused_with_its_line() {
         let dir = tempfile::tempdir().unwrap();
         let hosts = dir.path().join("dnsmasq.hosts");
-        std::fs::write(&hosts, "# ok\nb8:27:eb:00:00:01,set:pifoundry,10.77.0.101,pi-1a2b3c4d\nb8:27:eb:00:00:02,10.77.0.102\n").unwrap();
+        std::fs::write(
+            &hosts,
+            "# ok\nb8:27:eb:00:00:01,10.77.0.101,pi-1a2b3c4d\nb8:27:eb:00:00:02,10.77.0.102\n",
+        )
+        .unwrap();
         let err = Reservations::open(DhcpConfig {
             hosts_file: hosts.clone(),
             pid_file: None,
         })
         .err()
         .unwrap();
-        assert!(err.to_string().starts_with(&format!("{}: line 3:", hosts.display())), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}: line 3:", hosts.display())),
+            "{err}"
+        );
     }
 
     #[test]
@@ -282,8 +323,15 @@ mod tests {
         std::fs::write(&pid, "dnsmasq\n").unwrap();
         let r = open(dir.path(), Some(pid.clone()));
         let err = r
-            .set("b8:27:eb:00:00:01", "10.77.0.101".parse().unwrap(), "1a2b3c4d")
+            .set(
+                "b8:27:eb:00:00:01",
+                "10.77.0.101".parse().unwrap(),
+                "1a2b3c4d",
+            )
             .unwrap_err();
-        assert!(err.to_string().contains(&pid.display().to_string()), "{err}");
+        assert!(
+            err.to_string().contains(&pid.display().to_string()),
+            "{err}"
+        );
     }
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use powerd_client::provision::Confirm;
@@ -61,7 +61,10 @@ async fn user_data(State(p): State<Pinet>, ConnectInfo(peer): ConnectInfo<Socket
     }
 }
 
-async fn instance_id(State(p): State<Pinet>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
+async fn instance_id(
+    State(p): State<Pinet>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
     match p.vm(peer) {
         Some(vm) => text(vm.vm_id),
         None => not_found().await,
@@ -92,9 +95,16 @@ async fn attachments(
         return not_found().await;
     };
     let Ok(Query(q)) = query else {
-        return (StatusCode::BAD_REQUEST, "after and wait are whole numbers\n").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "after and wait are whole numbers\n",
+        )
+            .into_response();
     };
-    let now = p.hub.poll(&vm.serial, q.after, Duration::from_secs(q.wait)).await;
+    let now = p
+        .hub
+        .poll(&vm.serial, q.after, Duration::from_secs(q.wait))
+        .await;
     axum::Json(now).into_response()
 }
 
@@ -109,7 +119,13 @@ async fn confirm(
     };
     let confirm: Confirm = match serde_json::from_slice(&body) {
         Ok(c) => c,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid Confirm body: {e}\n")).into_response(),
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("invalid Confirm body: {e}\n"),
+            )
+                .into_response();
+        }
     };
     match p.hub.confirm(&vm.serial, &disk, confirm) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),

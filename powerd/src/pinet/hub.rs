@@ -50,7 +50,9 @@ impl Default for Hub {
 
 impl Hub {
     pub fn new() -> Hub {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         Hub {
             pis: Mutex::new(HashMap::new()),
             seed: now.as_millis() as u64,
@@ -75,8 +77,11 @@ impl Hub {
             if e.attachments == attachments {
                 return e.generation;
             }
-            e.confirmed
-                .retain(|disk, _| e.attachments.iter().any(|a| &a.disk == disk && attachments.contains(a)));
+            e.confirmed.retain(|disk, _| {
+                e.attachments
+                    .iter()
+                    .any(|a| &a.disk == disk && attachments.contains(a))
+            });
             e.attachments = attachments;
             e.generation += 1;
             e.changed.send_modify(|n| *n += 1);
@@ -88,7 +93,10 @@ impl Hub {
     pub fn forget(&self, serial: &str) {
         self.publish(serial, Vec::new());
         let mut pis = self.pis.lock().unwrap_or_else(|e| e.into_inner());
-        if pis.get(serial).is_some_and(|e| e.changed.receiver_count() == 0) {
+        if pis
+            .get(serial)
+            .is_some_and(|e| e.changed.receiver_count() == 0)
+        {
             pis.remove(serial);
         }
     }
@@ -113,7 +121,10 @@ impl Hub {
             if now.generation != after {
                 return now;
             }
-            if tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, changed.changed())
+                .await
+                .is_err()
+            {
                 return now;
             }
         }
@@ -146,7 +157,10 @@ impl Hub {
         let deadline = Instant::now() + timeout;
         loop {
             let (state, mut changed) = self.with(serial, |e| {
-                (e.confirmed.get(disk).map(|c| c.state), e.changed.subscribe())
+                (
+                    e.confirmed.get(disk).map(|c| c.state),
+                    e.changed.subscribe(),
+                )
             });
             match (state, want) {
                 (Some(Confirmed::Failed), _) => return Ok(Confirmed::Failed),
@@ -156,7 +170,10 @@ impl Hub {
                 }
                 _ => {}
             }
-            if tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, changed.changed())
+                .await
+                .is_err()
+            {
                 return Err(HubError::Timeout {
                     serial: serial.to_owned(),
                     disk: disk.to_owned(),
@@ -169,7 +186,9 @@ impl Hub {
 
     /// The helper's message with its last confirmation of `disk`, if any.
     pub fn failure(&self, serial: &str, disk: &str) -> Option<String> {
-        self.with(serial, |e| e.confirmed.get(disk).and_then(|c| c.message.clone()))
+        self.with(serial, |e| {
+            e.confirmed.get(disk).and_then(|c| c.message.clone())
+        })
     }
 }
 
@@ -213,21 +232,32 @@ mod tests {
 
         let poller = {
             let hub = hub.clone();
-            tokio::spawn(async move { hub.poll("1a2b3c4d", first.generation, Duration::from_secs(60)).await })
+            tokio::spawn(async move {
+                hub.poll("1a2b3c4d", first.generation, Duration::from_secs(60))
+                    .await
+            })
         };
         tokio::task::yield_now().await;
         let generation = hub.publish("1a2b3c4d", vec![att("disk-1", Want::Connected)]);
-        let got = tokio::time::timeout(Duration::from_secs(5), poller).await.unwrap().unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), poller)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(got.generation, generation);
         assert_eq!(got.attachments, vec![att("disk-1", Want::Connected)]);
-        assert_eq!(hub.publish("1a2b3c4d", vec![att("disk-1", Want::Connected)]), generation);
+        assert_eq!(
+            hub.publish("1a2b3c4d", vec![att("disk-1", Want::Connected)]),
+            generation
+        );
     }
 
     #[tokio::test]
     async fn an_unchanged_poll_ends_after_its_wait() {
         let hub = Hub::new();
         let now = hub.poll("1a2b3c4d", 0, Duration::ZERO).await;
-        let again = hub.poll("1a2b3c4d", now.generation, Duration::from_millis(50)).await;
+        let again = hub
+            .poll("1a2b3c4d", now.generation, Duration::from_millis(50))
+            .await;
         assert_eq!(again, now);
     }
 
@@ -238,23 +268,40 @@ mod tests {
         let waiter = {
             let hub = hub.clone();
             tokio::spawn(async move {
-                hub.wait_confirmed("1a2b3c4d", "disk-1", Want::Connected, Duration::from_secs(30))
-                    .await
+                hub.wait_confirmed(
+                    "1a2b3c4d",
+                    "disk-1",
+                    Want::Connected,
+                    Duration::from_secs(30),
+                )
+                .await
             })
         };
         tokio::task::yield_now().await;
-        hub.confirm("1a2b3c4d", "disk-1", ok(Confirmed::Connected)).unwrap();
+        hub.confirm("1a2b3c4d", "disk-1", ok(Confirmed::Connected))
+            .unwrap();
         assert_eq!(waiter.await.unwrap(), Ok(Confirmed::Connected));
 
         // detaching: the old "connected" must not count, a "disconnected" does
         hub.publish("1a2b3c4d", vec![att("disk-1", Want::Disconnected)]);
         let short = hub
-            .wait_confirmed("1a2b3c4d", "disk-1", Want::Disconnected, Duration::from_millis(50))
+            .wait_confirmed(
+                "1a2b3c4d",
+                "disk-1",
+                Want::Disconnected,
+                Duration::from_millis(50),
+            )
             .await;
         assert!(matches!(short, Err(HubError::Timeout { .. })), "{short:?}");
-        hub.confirm("1a2b3c4d", "disk-1", ok(Confirmed::Disconnected)).unwrap();
+        hub.confirm("1a2b3c4d", "disk-1", ok(Confirmed::Disconnected))
+            .unwrap();
         let done = hub
-            .wait_confirmed("1a2b3c4d", "disk-1", Want::Disconnected, Duration::from_millis(50))
+            .wait_confirmed(
+                "1a2b3c4d",
+                "disk-1",
+                Want::Disconnected,
+                Duration::from_millis(50),
+            )
             .await;
         assert_eq!(done, Ok(Confirmed::Disconnected));
     }
@@ -269,13 +316,28 @@ mod tests {
         };
         hub.confirm("1a2b3c4d", "disk-1", failed).unwrap();
         let got = hub
-            .wait_confirmed("1a2b3c4d", "disk-1", Want::Connected, Duration::from_secs(1))
+            .wait_confirmed(
+                "1a2b3c4d",
+                "disk-1",
+                Want::Connected,
+                Duration::from_secs(1),
+            )
             .await;
         assert_eq!(got, Ok(Confirmed::Failed));
-        assert_eq!(hub.failure("1a2b3c4d", "disk-1").as_deref(), Some("nbd-client: no such export"));
-        let err = hub.confirm("1a2b3c4d", "disk-9", ok(Confirmed::Connected)).unwrap_err();
-        assert_eq!(err.to_string(), "disk disk-9 is not among Pi 1a2b3c4d's attachments");
-        let err = hub.confirm("ffffffff", "disk-1", ok(Confirmed::Connected)).unwrap_err();
+        assert_eq!(
+            hub.failure("1a2b3c4d", "disk-1").as_deref(),
+            Some("nbd-client: no such export")
+        );
+        let err = hub
+            .confirm("1a2b3c4d", "disk-9", ok(Confirmed::Connected))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "disk disk-9 is not among Pi 1a2b3c4d's attachments"
+        );
+        let err = hub
+            .confirm("ffffffff", "disk-1", ok(Confirmed::Connected))
+            .unwrap_err();
         assert!(matches!(err, HubError::NotListed { .. }));
     }
 }

@@ -96,8 +96,10 @@ impl Listeners {
     pub fn bind(cfg: &PinetConfig) -> anyhow::Result<Listeners> {
         let tftp_addr = SocketAddr::new(cfg.address, cfg.tftp_port);
         let http_addr = SocketAddr::new(cfg.address, cfg.http_port);
-        let tftp = UdpSocket::bind(tftp_addr).with_context(|| format!("pi network: TFTP on {tftp_addr}"))?;
-        let http = TcpListener::bind(http_addr).with_context(|| format!("pi network: HTTP on {http_addr}"))?;
+        let tftp = UdpSocket::bind(tftp_addr)
+            .with_context(|| format!("pi network: TFTP on {tftp_addr}"))?;
+        let http = TcpListener::bind(http_addr)
+            .with_context(|| format!("pi network: HTTP on {http_addr}"))?;
         Ok(Listeners { tftp, http })
     }
 }

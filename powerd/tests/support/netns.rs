@@ -53,7 +53,20 @@ impl Netns {
 
     /// A veth pair between two namespaces: `(here_name, there_name)`, both up, without addresses.
     pub fn veth_to(&self, other: &Netns, here: &str, there: &str) {
-        ip(&["link", "add", here, "netns", &self.name, "type", "veth", "peer", "name", there, "netns", &other.name]);
+        ip(&[
+            "link",
+            "add",
+            here,
+            "netns",
+            &self.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            there,
+            "netns",
+            &other.name,
+        ]);
         self.ip(&["link", "set", here, "up"]);
         other.ip(&["link", "set", there, "up"]);
     }
@@ -73,6 +86,8 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         // processes a test left inside die with it (dnsmasq is killed by its own guard)
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }

@@ -6,7 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use powerd::pinet::{Boot, BootLookup, CmdlineParams, Directory, Hub, Listeners, PiVm, PinetConfig};
+use powerd::pinet::{
+    Boot, BootLookup, CmdlineParams, Directory, Hub, Listeners, PiVm, PinetConfig,
+};
 use serde_json::json;
 use tokio::sync::oneshot;
 
@@ -36,7 +38,10 @@ impl Directory for Inventory {
             Some(pi) if pi.served => BootLookup::Served(pi.boot.clone()),
             Some(_) => BootLookup::NotServed,
             None => {
-                self.discovered.lock().unwrap().push((serial.to_owned(), from));
+                self.discovered
+                    .lock()
+                    .unwrap()
+                    .push((serial.to_owned(), from));
                 BootLookup::Unknown
             }
         }
@@ -44,7 +49,9 @@ impl Directory for Inventory {
 
     fn vm_at(&self, addr: IpAddr) -> Option<PiVm> {
         let pis = self.pis.lock().unwrap();
-        pis.values().find(|pi| pi.served && pi.addr == addr).map(|pi| pi.vm.clone())
+        pis.values()
+            .find(|pi| pi.served && pi.addr == addr)
+            .map(|pi| pi.vm.clone())
     }
 
     fn firmware_dir(&self) -> Option<PathBuf> {
@@ -103,7 +110,11 @@ impl Files {
         std::fs::write(dir.path().join("secret"), b"outside the boot dir").unwrap();
         std::fs::write(boot.join("start.elf"), pattern(70_001)).unwrap();
         std::fs::write(boot.join("config.txt"), b"enable_uart=1\nkernel=vmlinuz\n").unwrap();
-        std::fs::write(boot.join("cmdline.txt"), b"root=LABEL=rootfs (the SD card's)\n").unwrap();
+        std::fs::write(
+            boot.join("cmdline.txt"),
+            b"root=LABEL=rootfs (the SD card's)\n",
+        )
+        .unwrap();
         std::fs::write(boot.join("overlays/dwc2.dtbo"), b"dtbo").unwrap();
         std::os::unix::fs::symlink("start.elf", boot.join("start_link.elf")).unwrap();
         std::os::unix::fs::symlink("../secret", boot.join("escape")).unwrap();
@@ -139,7 +150,13 @@ pub struct Running {
 
 impl Running {
     /// Binds `ip` (TFTP port `tftp_port`, HTTP port `http_port`; 0 for ephemeral ones).
-    pub fn start(ns: Option<&Netns>, inventory: Inventory, ip: &str, tftp_port: u16, http_port: u16) -> Running {
+    pub fn start(
+        ns: Option<&Netns>,
+        inventory: Inventory,
+        ip: &str,
+        tftp_port: u16,
+        http_port: u16,
+    ) -> Running {
         let mut cfg = PinetConfig::new(ip.parse().unwrap());
         (cfg.tftp_port, cfg.http_port) = (tftp_port, http_port);
         let netns = ns.map(|ns| format!("/run/netns/{}", ns.name));
@@ -154,7 +171,9 @@ impl Running {
                 let fd = std::fs::File::open(&netns)?;
                 nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET)?;
             }
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(async move {
                 let listeners = Listeners::bind(&cfg)?;
                 let _ = ready.send((listeners.tftp.local_addr()?, listeners.http.local_addr()?));
@@ -167,7 +186,14 @@ impl Running {
         let Ok((tftp, http)) = bound.recv() else {
             panic!("pinet did not start: {:?}", thread.join());
         };
-        Running { tftp, http, hub, inventory, stop, thread }
+        Running {
+            tftp,
+            http,
+            hub,
+            inventory,
+            stop,
+            thread,
+        }
     }
 
     /// On 127.0.0.1, ephemeral ports.
