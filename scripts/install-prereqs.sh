@@ -20,12 +20,14 @@ for set in "${@:-test}"; do
     test)
       # cross compilers and Go make real ARM/x86 ELF fixtures; qemu-user runs them;
       # the stemcell stages are exercised by the tests too; curl and tftp-hpa are the real
-      # TFTP clients of crates/tftp's tests.
+      # TFTP clients of crates/tftp's tests; dnsmasq, busybox (udhcpc) and iproute2
+      # (namespaces) for powerd's Pi-network tests.
       want_apt+=(gcc-arm-linux-gnueabi libc6-dev-armel-cross gcc-aarch64-linux-gnu libc6-dev-arm64-cross
                  golang-go qemu-user-static binfmt-support
                  mmdebstrap arch-test dosfstools mtools e2fsprogs fdisk
                  device-tree-compiler qemu-system-arm cpio xz-utils zstd
-                 curl ca-certificates tftp-hpa python3 python3-venv g++)
+                 curl ca-certificates tftp-hpa python3 python3-venv g++
+                 dnsmasq-base busybox)
       # powerd's block layer: qemu-img/qemu-nbd serve, qemu-io and libnbd's nbdinfo/nbdcopy
       # read, nft and ip make the access test's rules and namespaces
       want_apt+=(qemu-utils libnbd-bin nftables iproute2)

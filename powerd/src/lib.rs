@@ -11,6 +11,7 @@ pub mod config;
 pub mod ctl;
 pub mod metrics;
 pub mod outlet;
+pub mod pinet;
 pub mod power;
 pub mod server;
 pub mod state;

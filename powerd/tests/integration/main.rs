@@ -15,3 +15,6 @@ mod daemon;
 mod interop;
 mod load_faults;
 mod openapi_conformance;
+mod pinet_dhcp;
+mod pinet_http;
+mod pinet_tftp;

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod netns;
+pub mod pinet;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
