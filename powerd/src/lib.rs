@@ -5,11 +5,14 @@
 
 pub mod api;
 pub mod auth;
+pub mod block;
 pub mod clock;
 pub mod config;
 pub mod ctl;
 pub mod metrics;
 pub mod outlet;
+pub mod pinet;
 pub mod power;
+pub mod provision;
 pub mod server;
 pub mod state;

@@ -18,13 +18,21 @@ use crate::auth::{Auth, CHALLENGES, Denied};
 use crate::metrics::{Metrics, RouteLabels};
 use crate::outlet::sim::SimLog;
 use crate::power::{Power, PowerError};
+use crate::provision::{ProvisionError, Provisioner};
 
+pub mod disks;
+pub mod images;
 pub mod openapi;
+mod openapi_prov;
+pub mod pis;
 pub mod redfish;
 pub mod v1;
+pub mod vms;
 
 pub struct App {
-    pub power: Power,
+    pub power: Arc<Power>,
+    /// Absent without a `provisioning:` section.
+    pub provision: Option<Arc<Provisioner>>,
     pub auth: Auth,
     pub metrics: Arc<Metrics>,
     /// The sim outlets' transition log (empty unless sim outlets are configured).
@@ -99,6 +107,24 @@ impl From<PowerError> for ApiError {
         };
         ApiError::new(status, code, e.to_string())
     }
+}
+
+impl From<ProvisionError> for ApiError {
+    fn from(e: ProvisionError) -> Self {
+        let (status, code) = e.status_code();
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+/// The provisioner, or 404 `provisioning_disabled` on a power-only powerd.
+pub fn provisioner(app: &App) -> Result<&Arc<Provisioner>, ApiError> {
+    app.provision.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            powerd_client::codes::PROVISIONING_DISABLED,
+            "provisioning is not configured (no provisioning: section in powerd.yml)",
+        )
+    })
 }
 
 /// Authenticates a request: mutations always need a token; reads only unless `open_reads`.
