@@ -138,7 +138,14 @@ impl Running {
 
 /// `powerd serve`: runs until SIGTERM or SIGINT.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
-    let app = build(&cfg, Options::default()).await?;
+    #[allow(unused_mut)]
+    let mut opts = Options::default();
+    // debug builds only: the kill -9 tests make a step pause while they kill powerd
+    #[cfg(debug_assertions)]
+    if let Ok(text) = std::env::var("POWERD_TEST_FAILPOINTS") {
+        opts.failpoints = Failpoints::parse(&text).map_err(anyhow::Error::msg)?;
+    }
+    let app = build(&cfg, opts).await?;
     let listener = TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listen on {}", cfg.listen))?;

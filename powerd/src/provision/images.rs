@@ -230,7 +230,8 @@ fn unpack(dir: &Path, upload_sha: String) -> Result<(String, u64), ProvisionErro
     let mut found = None;
     for entry in tar.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
-        if !entry.header().entry_type().is_file() {
+        let kind = entry.header().entry_type();
+        if !(kind.is_file() || kind.is_gnu_sparse()) {
             continue;
         }
         let name = entry.path().map_err(bad)?.display().to_string();

@@ -233,6 +233,11 @@ impl Provisioner {
         m.lock_owned().await
     }
 
+    /// The exports the block layer serves (tests, status).
+    pub fn exports(&self) -> Vec<crate::block::ExportStatus> {
+        self.block.exports()
+    }
+
     /// Runs a blocking block-layer call off the async workers.
     async fn blocking<R: Send + 'static>(
         &self,

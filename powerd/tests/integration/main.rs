@@ -12,3 +12,4 @@ mod daemon;
 mod interop;
 mod load_faults;
 mod openapi_conformance;
+mod provision;
