@@ -13,3 +13,4 @@ mod interop;
 mod load_faults;
 mod openapi_conformance;
 mod provision;
+mod provision_disks;
