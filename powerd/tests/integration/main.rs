@@ -14,3 +14,4 @@ mod load_faults;
 mod openapi_conformance;
 mod provision;
 mod provision_disks;
+mod provision_restart;
