@@ -10,8 +10,8 @@ use powerd_client::codes;
 use powerd_client::provision::{Attachment, CreateDisk, Disk, DiskList, Labels, ResizeDisk};
 use serde::Deserialize;
 
-use super::v1::{Caller, Reader, parse_body};
-use super::{ApiError, AppState, provisioner};
+use super::v1::{Caller, Reader};
+use super::{ApiError, AppState, parse_json as parse_body, provisioner};
 
 pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
     vec![

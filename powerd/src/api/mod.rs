@@ -116,6 +116,35 @@ impl From<ProvisionError> for ApiError {
     }
 }
 
+/// Parses a provisioning body like [`v1::parse_body`], reading integral numbers written as
+/// floats (`5.0`, which JSON Schema calls an integer) as integers.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &axum::body::Bytes) -> Result<T, ApiError> {
+    let mut v: serde_json::Value = v1::parse_body(body)?;
+    integral(&mut v);
+    serde_json::from_value(v).map_err(ApiError::bad_body)
+}
+
+fn integral(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if !n.is_u64() && !n.is_i64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                *v = if f >= 0.0 {
+                    (f as u64).into()
+                } else {
+                    (f as i64).into()
+                };
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(integral),
+        Value::Object(o) => o.values_mut().for_each(integral),
+        _ => {}
+    }
+}
+
 /// The provisioner, or 404 `provisioning_disabled` on a power-only powerd.
 pub fn provisioner(app: &App) -> Result<&Arc<Provisioner>, ApiError> {
     app.provision.as_ref().ok_or_else(|| {

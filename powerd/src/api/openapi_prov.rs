@@ -69,7 +69,11 @@ fn query(name: &str, description: &str, s: Value) -> Value {
 
 /// `(paths, schemas)` to merge into the document.
 pub fn paths(read_security: &Value) -> (Map<String, Value>, Map<String, Value>) {
-    let serial = || path_param("serial", "The Pi's 8-hex-digit board serial");
+    let serial = || {
+        let mut p = path_param("serial", "The Pi's 8-hex-digit board serial");
+        p["schema"]["pattern"] = json!("^[0-9a-f]{8}$");
+        p
+    };
     let id = || path_param("id", "The resource's id");
     let bad = || err("400", "Bad body or query (code invalid_body and others)");
     let conflict = |d: &str| err("409", d);
@@ -451,6 +455,14 @@ pub fn paths(read_security: &Value) -> (Map<String, Value>, Map<String, Value>) 
     (p, schemas())
 }
 
+fn printable() -> Value {
+    json!({"type": "string", "maxLength": 128, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"})
+}
+
+fn mib() -> Value {
+    json!({"type": "integer", "minimum": 1, "maximum": crate::provision::disks::MAX_MIB})
+}
+
 fn schemas() -> Map<String, Value> {
     let s = |v: Value| v;
     let str_ = || json!({"type": "string"});
@@ -477,9 +489,19 @@ fn schemas() -> Map<String, Value> {
     let disk = json!({"type": "object", "required": ["id", "size_mib", "format", "metadata", "created_at"],
         "properties": {"id": str_(), "size_mib": {"type": "integer", "minimum": 1}, "format": format,
             "vm": str_(), "slot": {"type": "integer"}, "metadata": labels, "created_at": str_()}});
-    let network = json!({"type": "object", "properties": {"type": {"type": "string", "enum": ["manual", "dynamic"]},
-        "ip": str_(), "netmask": str_(), "gateway": str_(), "dns": {"type": "array", "items": str_()},
-        "default": {"type": "array", "items": str_()}}});
+    let ipv4 = json!({"type": "string", "format": "ipv4"});
+    let rest = json!({"netmask": str_(), "gateway": str_(), "dns": {"type": "array", "items": str_()},
+        "default": {"type": "array", "items": str_()}});
+    let mut manual = rest.clone();
+    manual["type"] = json!({"type": "string", "enum": ["manual"]});
+    manual["ip"] = ipv4;
+    let mut dynamic = rest;
+    dynamic["type"] = json!({"type": "string", "enum": ["dynamic"]});
+    dynamic["ip"] = str_();
+    let network = json!({"oneOf": [
+        {"type": "object", "required": ["ip"], "properties": manual},
+        {"type": "object", "required": ["type"], "properties": dynamic}
+    ]});
     let list = |key: &str, item: &str| {
         json!({"type": "object", "required": [key],
         "properties": {key: {"type": "array", "items": schema(item)}}})
@@ -493,7 +515,9 @@ fn schemas() -> Map<String, Value> {
             "PiSpec",
             s(
                 json!({"type": "object", "additionalProperties": false, "required": ["model", "mac", "outlet", "arch", "ram_mib"],
-            "properties": {"model": str_(), "mac": str_(), "outlet": str_(), "arch": arch, "ram_mib": {"type": "integer", "minimum": 1},
+            "properties": {"model": {"type": "string", "minLength": 1, "pattern": "\\S"},
+                "mac": {"type": "string", "pattern": "^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$"},
+                "outlet": str_(), "arch": arch, "ram_mib": {"type": "integer", "minimum": 1, "maximum": 1_u64 << 40},
                 "pool": str_(), "boot": {"type": "string", "enum": ["netboot", "sd-only"]}, "labels": labels}}),
             ),
         ),
@@ -512,9 +536,9 @@ fn schemas() -> Map<String, Value> {
             json!({"type": "object", "additionalProperties": false, "required": ["agent_id", "image", "networks", "settings"],
             "properties": {"agent_id": str_(), "image": str_(),
                 "constraints": {"type": "object", "additionalProperties": false, "properties": {"arch": arch, "model": str_(),
-                    "min_ram_mib": {"type": "integer", "minimum": 0}, "pool": str_(), "labels": labels}},
-                "networks": {"type": "object", "additionalProperties": network},
-                "ephemeral_disk_mib": {"type": "integer", "minimum": 1}, "disks": {"type": "array", "items": str_()},
+                    "min_ram_mib": {"type": "integer", "minimum": 0, "maximum": 1_u64 << 40}, "pool": str_(), "labels": labels}},
+                "networks": {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": network},
+                "ephemeral_disk_mib": mib(), "disks": {"type": "array", "items": str_()},
                 "settings": {"type": "object"}, "metadata": labels}}),
         ),
         ("Disk", disk),
@@ -522,12 +546,12 @@ fn schemas() -> Map<String, Value> {
         (
             "CreateDisk",
             json!({"type": "object", "additionalProperties": false, "required": ["size_mib"],
-            "properties": {"size_mib": {"type": "integer", "minimum": 1}, "format": format, "metadata": labels}}),
+            "properties": {"size_mib": mib(), "format": format, "metadata": labels}}),
         ),
         (
             "ResizeDisk",
             json!({"type": "object", "additionalProperties": false, "required": ["size_mib"],
-            "properties": {"size_mib": {"type": "integer", "minimum": 1}}}),
+            "properties": {"size_mib": mib()}}),
         ),
         (
             "AttachRequest",

@@ -7,8 +7,8 @@ use axum::routing::{MethodRouter, delete, get, post, put};
 use axum::{Json, response::IntoResponse};
 use powerd_client::provision::{Pi, PiList, PiSpec, PiStateRequest};
 
-use super::v1::{Caller, Reader, parse_body};
-use super::{ApiError, AppState, provisioner};
+use super::v1::{Caller, Reader};
+use super::{ApiError, AppState, parse_json as parse_body, provisioner};
 
 pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
     vec![

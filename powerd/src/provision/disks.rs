@@ -15,8 +15,8 @@ use super::vms::{FIRST_SLOT, LAST_SLOT, complete_settings, device, export_rec};
 use super::{ProvisionError, Provisioner, new_id, now};
 use crate::block::ExportRequest;
 
-/// 16 TiB: larger is a typo.
-pub const MAX_MIB: u64 = 16 << 20;
+/// 4 TiB: larger is a typo on a Pi (and past what some file systems hold in one file).
+pub const MAX_MIB: u64 = 4 << 20;
 
 fn disk_not_found(id: &str) -> ProvisionError {
     ProvisionError::not_found(codes::DISK_NOT_FOUND, "disk", id)
@@ -157,7 +157,7 @@ impl Provisioner {
             ));
         }
         if size_mib < rec.size_mib || size_mib > MAX_MIB {
-            return Err(ProvisionError::bad(
+            return Err(ProvisionError::conflict(
                 codes::INVALID_BODY,
                 format!(
                     "size_mib: {size_mib}: a disk only grows (now {} MiB, at most {MAX_MIB})",

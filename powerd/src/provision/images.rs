@@ -78,7 +78,7 @@ impl Provisioner {
             .map_err(|e| ProvisionError::failed("image.stage", e))?;
         let body_path = stage.path().join("upload");
         let (sent_sha, sent_len) = receive(body, &body_path).await?;
-        if let Some(want) = &q.sha256
+        if let Some(want) = q.sha256.as_ref().filter(|w| !w.is_empty())
             && !want.eq_ignore_ascii_case(&sent_sha)
         {
             return Err(ProvisionError::bad(

@@ -63,9 +63,10 @@ impl Provisioner {
         check_serial(serial)?;
         let mac = normalize_mac(&spec.mac)?;
         if !self.power.ids().any(|o| o == spec.outlet) {
-            return Err(ProvisionError::bad(
-                codes::INVALID_BODY,
-                format!("outlet: {:?} is not a configured outlet", spec.outlet),
+            return Err(ProvisionError::not_found(
+                codes::OUTLET_NOT_FOUND,
+                "outlet",
+                &spec.outlet,
             ));
         }
         if spec.model.trim().is_empty() || spec.ram_mib == 0 {

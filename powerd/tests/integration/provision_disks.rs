@@ -100,7 +100,7 @@ async fn attach_waits_for_the_pi_and_detach_resize_delete_follow_the_rules() {
         .await;
     assert_eq!(
         (r.status, code(&r).as_str()),
-        (StatusCode::BAD_REQUEST, "invalid_body"),
+        (StatusCode::CONFLICT, "invalid_body"),
         "{}",
         text(&r)
     );

@@ -27,10 +27,17 @@ pub fn config_text(fx: &Fixture, n: usize, extra: &str) -> String {
     for i in 0..n {
         text.push_str(&format!("  - {{id: o{i}, backend: sim}}\n"));
     }
-    text.push_str(&format!(
-        "provisioning:\n  data_dir: {d}/data\n  attach_timeout: 2s\n  pi_network: {{address: 127.0.0.1, netmask: 255.0.0.0, pool: 127.0.1.1-127.0.1.250, tftp_port: 0, http_port: 0, nbd_ports: 20810-20999}}\n  exports: {{supervisor: detached, firewall: none}}\n{extra}"
-    ));
+    text.push_str(&section(fx));
+    text.push_str(extra);
     text
+}
+
+/// The `provisioning:` section: Pi network on loopback, data under the fixture's dir.
+pub fn section(fx: &Fixture) -> String {
+    let d = fx.dir.path().display();
+    format!(
+        "provisioning:\n  data_dir: {d}/data\n  attach_timeout: 2s\n  pi_network: {{address: 127.0.0.1, netmask: 255.0.0.0, pool: 127.0.1.1-127.0.1.250, tftp_port: 0, http_port: 0, nbd_ports: 20810-20999}}\n  exports: {{supervisor: detached, firewall: none}}\n"
+    )
 }
 
 pub async fn start(fx: &Fixture, n: usize) -> Server {
