@@ -190,18 +190,22 @@ pub fn paths(read_security: &Value) -> (Map<String, Value>, Map<String, Value>) 
             summary: "Store a raw disk image or a stemcell's image member (gzip'd tar), streamed",
             read: false,
             params: vec![
-                query(
-                    "arch",
-                    "armv6l or arm64 (required)",
-                    json!({"type": "string", "enum": ["armv6l", "arm64"]}),
-                ),
+                {
+                    let mut q = query(
+                        "arch",
+                        "armv6l or arm64",
+                        json!({"type": "string", "enum": ["armv6l", "arm64"]}),
+                    );
+                    q["required"] = json!(true);
+                    q
+                },
                 query(
                     "sha256",
                     "sha256 of the body as sent; checked",
-                    json!({"type": "string"}),
+                    json!({"type": "string", "pattern": "^([0-9a-fA-F]{64})?$"}),
                 ),
-                query("name", "stemcell name", json!({"type": "string"})),
-                query("version", "stemcell version", json!({"type": "string"})),
+                query("name", "stemcell name", printable()),
+                query("version", "stemcell version", printable()),
             ],
             body: Some(
                 json!({"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}),

@@ -93,7 +93,8 @@ impl Daemon {
             seen.push_str(&line);
             seen.push('\n');
         }
-        panic!("powerd did not start:\n{seen}");
+        let status = child.wait().unwrap();
+        panic!("powerd did not start ({status}):\n{seen}");
     }
 
     fn client(&self) -> Client {

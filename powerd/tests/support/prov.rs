@@ -22,7 +22,6 @@ pub fn mac(i: usize) -> String {
 
 /// powerd.yml body: `n` sim outlets `o0..`, provisioning under the fixture's dir.
 pub fn config_text(fx: &Fixture, n: usize, extra: &str) -> String {
-    let d = fx.dir.path().display();
     let mut text = String::from("outlets:\n");
     for i in 0..n {
         text.push_str(&format!("  - {{id: o{i}, backend: sim}}\n"));
