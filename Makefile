@@ -48,6 +48,7 @@ bench:
 	bash scripts/bench-audit.sh
 	bash scripts/bench-powerd.sh
 	bash scripts/bench-tftp.sh
+	bash scripts/bench-provision.sh
 
 fuzz:
 	@bash $(PREREQS) fuzz

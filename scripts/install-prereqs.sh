@@ -25,7 +25,8 @@ for set in "${@:-test}"; do
                  golang-go qemu-user-static binfmt-support
                  mmdebstrap arch-test dosfstools mtools e2fsprogs fdisk
                  device-tree-compiler qemu-system-arm cpio xz-utils zstd
-                 curl ca-certificates tftp-hpa python3 python3-venv g++)
+                 curl ca-certificates tftp-hpa python3 python3-venv g++
+                 qemu-utils)
       want_schemathesis=1
       want_cargo+=("cargo-deny@$CARGO_DENY_VERSION" "cargo-fuzz@$CARGO_FUZZ_VERSION") ;;
     fuzz)
