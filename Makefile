@@ -49,6 +49,7 @@ bench:
 	bash scripts/bench-powerd.sh
 	bash scripts/bench-tftp.sh
 	bash scripts/bench-nbd.sh
+	bash scripts/bench-provision.sh
 
 fuzz:
 	@bash $(PREREQS) fuzz

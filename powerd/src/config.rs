@@ -90,6 +90,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub power_on_stagger: Duration,
     pub outlets: Vec<OutletConfig>,
+    /// Absent: power only.
+    pub provisioning: Option<ProvisioningConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,6 +104,7 @@ struct RawConfig {
     auth: RawAuth,
     power_on_stagger: Option<String>,
     outlets: Vec<RawOutlet>,
+    provisioning: Option<RawProvisioning>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -128,8 +131,10 @@ struct RawOutlet {
     timeout: Option<String>,
 }
 
+pub use crate::provision::config::{ProvisioningConfig, RawProvisioning};
+
 /// Durations are written the human way: `500ms`, `5s`, `1m 30s`.
-fn duration(text: Option<&str>) -> Result<Option<Duration>, String> {
+pub(crate) fn duration(text: Option<&str>) -> Result<Option<Duration>, String> {
     text.map(|t| {
         humantime::parse_duration(t)
             .map_err(|e| format!("bad duration {t:?} ({e}); write e.g. 500ms, 5s, 2m"))
@@ -188,6 +193,11 @@ impl RawConfig {
             .unwrap_or_else(|| state_file.with_file_name("audit.log"));
         let power_on_stagger = duration(self.power_on_stagger.as_deref())
             .map_err(|m| invalid("power_on_stagger".into(), m))?;
+        let provisioning = self
+            .provisioning
+            .map(|p| p.validate())
+            .transpose()
+            .map_err(|(key, m)| invalid(format!("provisioning.{key}"), m))?;
         if self.outlets.is_empty() {
             return Err(invalid("outlets".into(), "no outlets configured".into()));
         }
@@ -306,6 +316,7 @@ impl RawConfig {
             },
             power_on_stagger: power_on_stagger.unwrap_or(Duration::ZERO),
             outlets,
+            provisioning,
         })
     }
 }

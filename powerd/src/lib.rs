@@ -13,5 +13,6 @@ pub mod metrics;
 pub mod outlet;
 pub mod pinet;
 pub mod power;
+pub mod provision;
 pub mod server;
 pub mod state;

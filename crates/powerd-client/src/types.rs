@@ -101,4 +101,12 @@ pub mod codes {
     /// A step of a VM's creation failed (the message names it); everything was rolled back.
     pub const PROVISION_FAILED: &str = "provision_failed";
     pub const UPLOAD_DIGEST_MISMATCH: &str = "upload_digest_mismatch";
+    /// The upload is not a disk image with a FAT boot partition (nor a gzip'd tar of one).
+    pub const BAD_IMAGE: &str = "bad_image";
+    /// The VM has no free NBD device slot (`/dev/nbd2`..`/dev/nbd15`).
+    pub const NO_SLOT: &str = "no_slot";
+    /// The manual IP is taken, or the dynamic pool is used up.
+    pub const NO_FREE_ADDRESS: &str = "no_free_address";
+    /// `/v1` provisioning routes on a powerd without a `provisioning:` section.
+    pub const PROVISIONING_DISABLED: &str = "provisioning_disabled";
 }

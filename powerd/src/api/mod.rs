@@ -18,13 +18,21 @@ use crate::auth::{Auth, CHALLENGES, Denied};
 use crate::metrics::{Metrics, RouteLabels};
 use crate::outlet::sim::SimLog;
 use crate::power::{Power, PowerError};
+use crate::provision::{ProvisionError, Provisioner};
 
+pub mod disks;
+pub mod images;
 pub mod openapi;
+mod openapi_prov;
+pub mod pis;
 pub mod redfish;
 pub mod v1;
+pub mod vms;
 
 pub struct App {
-    pub power: Power,
+    pub power: Arc<Power>,
+    /// Absent without a `provisioning:` section.
+    pub provision: Option<Arc<Provisioner>>,
     pub auth: Auth,
     pub metrics: Arc<Metrics>,
     /// The sim outlets' transition log (empty unless sim outlets are configured).
@@ -99,6 +107,53 @@ impl From<PowerError> for ApiError {
         };
         ApiError::new(status, code, e.to_string())
     }
+}
+
+impl From<ProvisionError> for ApiError {
+    fn from(e: ProvisionError) -> Self {
+        let (status, code) = e.status_code();
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+/// Parses a provisioning body like [`v1::parse_body`], reading integral numbers written as
+/// floats (`5.0`, which JSON Schema calls an integer) as integers.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &axum::body::Bytes) -> Result<T, ApiError> {
+    let mut v: serde_json::Value = v1::parse_body(body)?;
+    integral(&mut v);
+    serde_json::from_value(v).map_err(ApiError::bad_body)
+}
+
+fn integral(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if !n.is_u64() && !n.is_i64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                *v = if f >= 0.0 {
+                    (f as u64).into()
+                } else {
+                    (f as i64).into()
+                };
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(integral),
+        Value::Object(o) => o.values_mut().for_each(integral),
+        _ => {}
+    }
+}
+
+/// The provisioner, or 404 `provisioning_disabled` on a power-only powerd.
+pub fn provisioner(app: &App) -> Result<&Arc<Provisioner>, ApiError> {
+    app.provision.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            powerd_client::codes::PROVISIONING_DISABLED,
+            "provisioning is not configured (no provisioning: section in powerd.yml)",
+        )
+    })
 }
 
 /// Authenticates a request: mutations always need a token; reads only unless `open_reads`.

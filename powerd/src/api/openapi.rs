@@ -31,7 +31,7 @@ pub fn document(open_reads: bool) -> Value {
         "description": "Outlet id as configured",
         "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}
     });
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "PiFoundry powerd",
@@ -143,7 +143,19 @@ pub fn document(open_reads: bool) -> Value {
                 }
             }
         }
-    })
+    });
+    let (paths, schemas) = super::openapi_prov::paths(&read_security);
+    doc["paths"].as_object_mut().expect("paths").extend(paths);
+    doc["components"]["schemas"]
+        .as_object_mut()
+        .expect("schemas")
+        .extend(schemas);
+    let codes = doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]
+        ["enum"]
+        .as_array_mut()
+        .expect("codes");
+    codes.extend(super::openapi_prov::CODES.iter().map(|c| json!(c)));
+    doc
 }
 
 #[cfg(test)]

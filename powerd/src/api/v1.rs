@@ -44,6 +44,12 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::PUT, "/v1/outlets/{id}/power", put(set_power)),
         (Method::POST, "/v1/outlets/{id}/cycle", post(cycle)),
     ]
+    .into_iter()
+    .chain(super::pis::routes())
+    .chain(super::images::routes())
+    .chain(super::vms::routes())
+    .chain(super::disks::routes())
+    .collect()
 }
 
 pub fn router() -> Router<AppState> {

@@ -18,3 +18,6 @@ mod openapi_conformance;
 mod pinet_dhcp;
 mod pinet_http;
 mod pinet_tftp;
+mod provision;
+mod provision_disks;
+mod provision_restart;

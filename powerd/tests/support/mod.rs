@@ -120,3 +120,10 @@ pub fn gaps(t: &[Transition]) -> Vec<Duration> {
 pub fn states(t: &[Transition]) -> Vec<String> {
     t.iter().map(|t| t.state.to_string()).collect()
 }
+
+pub mod prov;
+
+/// A response body for assertion messages.
+pub fn text(r: &Response) -> String {
+    String::from_utf8_lossy(&r.body).into_owned()
+}
