@@ -43,7 +43,8 @@ for set in "${@:-test}"; do
       # dnsmasq-base: dnsmasq's binary without its service, the TFTP peer of bench-tftp.sh
       want_apt+=(gzip tar time bc curl dnsmasq-base iproute2) ;;
     cross)
-      want_targets+=(aarch64-unknown-linux-musl) ;;
+      want_targets+=(aarch64-unknown-linux-musl)
+      want_targets+=(x86_64-unknown-linux-musl) ;;
     *) echo "install-prereqs: unknown set '$set' (test|stemcell|bench|cross|api|fuzz)" >&2; exit 2 ;;
   esac
 done

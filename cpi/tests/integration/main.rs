@@ -1,0 +1,7 @@
+//! The CPI executable end to end: the protocol, and calls against a real powerd.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod powerd;
+mod protocol;

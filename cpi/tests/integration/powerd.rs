@@ -1,0 +1,119 @@
+//! The CPI against a real powerd serving only its power API (no `provisioning:`), and against
+//! no powerd at all: the errors the director sees, and whether they may be retried.
+
+use serde_json::json;
+
+use crate::support::{Powerd, closed_port, cpi, request, write_config};
+
+const SIMS: &str = "outlets:\n  - {id: a, backend: sim}\n";
+
+#[test]
+fn an_unreachable_powerd_is_retryable_and_create_vm_says_vm_creation_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!("http://127.0.0.1:{}", closed_port()),
+        "t",
+    );
+    let a = cpi(Some(&cfg), &request("has_vm", json!(["vm-1"])));
+    assert_eq!(a.error()["type"], "Bosh::Clouds::CloudError");
+    assert_eq!(a.error()["ok_to_retry"], true);
+    assert!(a.error()["message"].as_str().unwrap().starts_with("has_vm: http://127.0.0.1:"));
+    let a = cpi(
+        Some(&cfg),
+        &request(
+            "create_vm",
+            json!(["agent-1", "img-0123456789abcdef", {}, {"default": {"type": "dynamic"}}, [], {}]),
+        ),
+    );
+    assert_eq!(a.error()["type"], "Bosh::Clouds::VMCreationFailed");
+    assert_eq!(a.error()["ok_to_retry"], true);
+}
+
+#[test]
+fn a_powerd_without_provisioning_is_a_clear_non_retryable_error() {
+    let p = Powerd::start(SIMS);
+    let cfg = p.config();
+    // a 404 of a missing route is not a missing VM: has_vm must not answer false
+    for (method, args) in [
+        ("has_vm", json!(["vm-1"])),
+        ("delete_vm", json!(["vm-1"])),
+        ("has_disk", json!(["disk-1"])),
+    ] {
+        let a = cpi(Some(&cfg), &request(method, args));
+        let e = a.error();
+        assert_eq!(e["type"], "Bosh::Clouds::CloudError", "{method}");
+        assert_eq!(e["ok_to_retry"], false, "{method}");
+        let msg = e["message"].as_str().unwrap();
+        assert!(
+            msg.ends_with("(does this powerd have `provisioning:` configured?)"),
+            "{method}: {msg}"
+        );
+        assert!(a.stderr.contains(method), "{}", a.stderr);
+    }
+}
+
+#[test]
+fn a_wrong_token_is_refused_and_not_retried() {
+    let p = Powerd::start(SIMS);
+    let cfg = write_config(p.dir.path(), &p.url(), "not-the-token-0123456789");
+    let a = cpi(Some(&cfg), &request("has_vm", json!(["vm-1"])));
+    assert_eq!(a.error()["ok_to_retry"], false);
+    assert!(
+        a.error()["message"].as_str().unwrap().contains("401 unauthorized"),
+        "{}",
+        a.json
+    );
+}
+
+#[test]
+fn the_context_selects_the_controller() {
+    let p = Powerd::start(SIMS);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cpi.json");
+    std::fs::write(
+        &cfg,
+        json!({
+            "powerd": {"url": format!("http://127.0.0.1:{}", closed_port()), "token": "x"},
+            "controllers": {"rack-a": {"url": p.url(), "token": crate::support::TOKEN}},
+            "agent": {"mbus": "nats://127.0.0.1:4222"}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let req = |ctx: serde_json::Value| {
+        json!({"method": "has_vm", "arguments": ["vm-1"], "context": ctx, "api_version": 2}).to_string()
+    };
+    // the default controller is down: retryable
+    let a = cpi(Some(&cfg), &req(json!({"director_uuid": "d", "request_id": "cpi-000001"})));
+    assert_eq!(a.error()["ok_to_retry"], true);
+    assert!(a.stderr.contains("cpi-000001 has_vm via http://127.0.0.1:"), "{}", a.stderr);
+    // rack-a answers (without provisioning): not retryable
+    let a = cpi(Some(&cfg), &req(json!({"director_uuid": "d", "controller": "rack-a"})));
+    assert_eq!(a.error()["ok_to_retry"], false);
+    assert!(a.stderr.contains(&format!("has_vm via {}", p.url())), "{}", a.stderr);
+    let a = cpi(Some(&cfg), &req(json!({"controller": "rack-z"})));
+    assert_eq!(
+        a.error()["message"],
+        "context.controller \"rack-z\" is not in the CPI config's controllers (rack-a)"
+    );
+}
+
+#[test]
+fn create_stemcell_of_a_missing_image_names_it() {
+    let p = Powerd::start(SIMS);
+    let a = cpi(
+        Some(&p.config()),
+        &request("create_stemcell", json!(["/nonexistent/image", {"architecture": "arm64"}])),
+    );
+    assert_eq!(a.error()["type"], "Bosh::Clouds::CloudError");
+    assert_eq!(a.error()["ok_to_retry"], false);
+    assert!(
+        a.error()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("create_stemcell: image /nonexistent/image: "),
+        "{}",
+        a.json
+    );
+}
