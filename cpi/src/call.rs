@@ -371,8 +371,10 @@ mod tests {
 
     #[test]
     fn wrong_shapes_name_the_argument_not_its_content() {
-        let e = parse(json!({"method": "create_vm", "arguments": ["a", "s", {}, "secret-net", [], {}]}))
-            .unwrap_err();
+        let e = parse(
+            json!({"method": "create_vm", "arguments": ["a", "s", {}, "secret-net", [], {}]}),
+        )
+        .unwrap_err();
         assert_eq!(
             e.message,
             "create_vm: argument 4 (networks) must be an object, got a string"

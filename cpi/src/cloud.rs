@@ -37,9 +37,10 @@ fn not_found(kind: &str, what: &str, e: &ClientError) -> CpiError {
 
 impl<'a> Cloud<'a> {
     pub fn new(cfg: &'a Config, endpoint: Endpoint) -> Result<Cloud<'a>, CpiError> {
-        let powerd = blocking::Client::new(&endpoint.url, Credentials::Bearer(endpoint.token.clone()))
-            .map_err(|e| CpiError::cpi(format!("powerd client: {e}")))?
-            .with_timeout(cfg.request_timeout());
+        let powerd =
+            blocking::Client::new(&endpoint.url, Credentials::Bearer(endpoint.token.clone()))
+                .map_err(|e| CpiError::cpi(format!("powerd client: {e}")))?
+                .with_timeout(cfg.request_timeout());
         Ok(Cloud {
             cfg,
             endpoint,
@@ -278,7 +279,10 @@ impl<'a> Cloud<'a> {
 /// The sha256 of the image, read once in 1 MiB steps, so powerd can check what it received.
 fn sha256_of(path: &Path) -> Result<String, CpiError> {
     let err = |e: std::io::Error| {
-        CpiError::cloud(format!("create_stemcell: image {}: {e}", path.display()), false)
+        CpiError::cloud(
+            format!("create_stemcell: image {}: {e}", path.display()),
+            false,
+        )
     };
     let mut f = std::fs::File::open(path).map_err(err)?;
     if !f.metadata().map_err(err)?.is_file() {

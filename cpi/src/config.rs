@@ -114,14 +114,15 @@ impl Config {
     /// the top of `context`: `controller: NAME` selects one of `controllers`, `powerd:
     /// {url, token}` gives one outright, `pool: NAME` overrides the controller's pool.
     pub fn select(&self, context: &Map<String, Value>) -> Result<Endpoint, CpiError> {
-        let mut endpoint = if let Some(v) = context.get("powerd") {
-            serde_json::from_value::<Endpoint>(v.clone())
-                .map_err(|e| CpiError::cpi(format!("context.powerd: {e}")))?
-        } else if let Some(v) = context.get("controller") {
-            let name = v
-                .as_str()
-                .ok_or_else(|| CpiError::cpi("context.controller must be a string"))?;
-            self.controllers.get(name).cloned().ok_or_else(|| {
+        let mut endpoint =
+            if let Some(v) = context.get("powerd") {
+                serde_json::from_value::<Endpoint>(v.clone())
+                    .map_err(|e| CpiError::cpi(format!("context.powerd: {e}")))?
+            } else if let Some(v) = context.get("controller") {
+                let name = v
+                    .as_str()
+                    .ok_or_else(|| CpiError::cpi("context.controller must be a string"))?;
+                self.controllers.get(name).cloned().ok_or_else(|| {
                 let known: Vec<&str> = self.controllers.keys().map(String::as_str).collect();
                 CpiError::cloud(
                     format!(
@@ -131,14 +132,14 @@ impl Config {
                     false,
                 )
             })?
-        } else {
-            self.powerd.clone().ok_or_else(|| {
+            } else {
+                self.powerd.clone().ok_or_else(|| {
                 CpiError::cloud(
                     "the CPI config has no default `powerd` and the context names no controller",
                     false,
                 )
             })?
-        };
+            };
         if let Some(v) = context.get("pool") {
             let pool = v
                 .as_str()
@@ -180,7 +181,9 @@ mod tests {
             .unwrap();
         assert_eq!(p.pool.as_deref(), Some("gpu"));
         let inline = c
-            .select(&ctx(json!({"powerd": {"url": "http://127.0.0.1:1", "token": "x"}})))
+            .select(&ctx(
+                json!({"powerd": {"url": "http://127.0.0.1:1", "token": "x"}}),
+            ))
             .unwrap();
         assert_eq!(inline.url, "http://127.0.0.1:1");
         let e = c.select(&ctx(json!({"controller": "nope"}))).unwrap_err();

@@ -21,7 +21,10 @@ impl StemcellProps {
         let arch = match m.get("architecture") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(Arch::parse_pi(s).map_err(|e| {
-                CpiError::cloud(format!("stemcell cloud_properties.architecture: {e}"), false)
+                CpiError::cloud(
+                    format!("stemcell cloud_properties.architecture: {e}"),
+                    false,
+                )
             })?),
             Some(v) => {
                 return Err(CpiError::cloud(
@@ -76,8 +79,12 @@ impl VmProps {
                 continue;
             }
             match k.as_str() {
-                "model" => p.constraints.model = Some(v.as_str().ok_or_else(|| bad("a string"))?.into()),
-                "pool" => p.constraints.pool = Some(v.as_str().ok_or_else(|| bad("a string"))?.into()),
+                "model" => {
+                    p.constraints.model = Some(v.as_str().ok_or_else(|| bad("a string"))?.into())
+                }
+                "pool" => {
+                    p.constraints.pool = Some(v.as_str().ok_or_else(|| bad("a string"))?.into())
+                }
                 "arch" => {
                     let s = v.as_str().ok_or_else(|| bad("a string"))?;
                     p.constraints.arch = Some(Arch::parse_pi(s).map_err(|e| {
@@ -85,13 +92,16 @@ impl VmProps {
                     })?);
                 }
                 "min_ram_mib" => {
-                    p.constraints.min_ram_mib = Some(v.as_u64().ok_or_else(|| bad("an integer (MiB)"))?)
+                    p.constraints.min_ram_mib =
+                        Some(v.as_u64().ok_or_else(|| bad("an integer (MiB)"))?)
                 }
                 "ephemeral_disk_size" => {
                     let n = v.as_u64().ok_or_else(|| bad("an integer (MiB)"))?;
                     p.ephemeral_disk_mib = (n > 0).then_some(n);
                 }
-                "labels" => p.constraints.labels = labels(v).ok_or_else(|| bad("an object of strings"))?,
+                "labels" => {
+                    p.constraints.labels = labels(v).ok_or_else(|| bad("an object of strings"))?
+                }
                 _ => {
                     return Err(CpiError::cloud(
                         format!("vm cloud_properties: unknown key {k:?} (known: {VM_KEYS})"),
@@ -180,17 +190,25 @@ mod tests {
             "vm cloud_properties.min_ram_mib must be an integer (MiB), got a string"
         );
         let e = VmProps::parse(&obj(json!({"arch": "amd64"}))).unwrap_err();
-        assert!(e.message.starts_with("vm cloud_properties.arch: "), "{}", e.message);
+        assert!(
+            e.message.starts_with("vm cloud_properties.arch: "),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
     fn stemcell_and_disk_properties() {
-        let s = StemcellProps::parse(&obj(json!({"architecture": "armv6l", "board": "rpi1", "disk_format": "raw"})))
-            .unwrap();
+        let s = StemcellProps::parse(&obj(
+            json!({"architecture": "armv6l", "board": "rpi1", "disk_format": "raw"}),
+        ))
+        .unwrap();
         assert_eq!(s.arch, Some(Arch::Armv6l));
         assert!(StemcellProps::parse(&obj(json!({"disk_format": "qcow2"}))).is_err());
         assert_eq!(
-            DiskProps::parse(&obj(json!({"format": "qcow2"}))).unwrap().format,
+            DiskProps::parse(&obj(json!({"format": "qcow2"})))
+                .unwrap()
+                .format,
             DiskFormat::Qcow2
         );
         assert!(DiskProps::parse(&obj(json!({"type": "gp3"}))).is_err());

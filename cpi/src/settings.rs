@@ -63,7 +63,9 @@ pub fn networks(nets: &Map<String, Value>) -> Result<BTreeMap<String, NetworkSpe
             "manual" | "dynamic" => {}
             "vip" => {
                 return Err(CpiError::cloud(
-                    format!("create_vm: network {name:?} is a vip network; Pis have no floating addresses"),
+                    format!(
+                        "create_vm: network {name:?} is a vip network; Pis have no floating addresses"
+                    ),
                     false,
                 ));
             }
@@ -131,10 +133,14 @@ mod tests {
         let agent = AgentDefaults {
             mbus: "https://mbus:p@0.0.0.0:6868".into(),
             ntp: vec!["10.77.0.1".into()],
-            blobstore: Some(json!({"provider": "local", "options": {"blobstore_path": "/var/vcap/micro_bosh/data/cache"}})),
+            blobstore: Some(
+                json!({"provider": "local", "options": {"blobstore_path": "/var/vcap/micro_bosh/data/cache"}}),
+            ),
         };
-        let nets = obj(json!({"default": {"type": "manual", "ip": "10.77.0.20", "netmask": "255.255.255.0",
-            "gateway": "10.77.0.1", "dns": ["10.77.0.1"], "default": ["dns", "gateway"], "cloud_properties": {}}}));
+        let nets = obj(
+            json!({"default": {"type": "manual", "ip": "10.77.0.20", "netmask": "255.255.255.0",
+            "gateway": "10.77.0.1", "dns": ["10.77.0.1"], "default": ["dns", "gateway"], "cloud_properties": {}}}),
+        );
         let env = json!({"bosh": {"mbus": {"cert": {"ca": "C"}}, "password": "$6$h", "tags": {"a": "b"}}, "persistent_disk_fs": "ext4"});
         let s = agent_settings("agent-7", &agent, &nets, true, &env);
         assert_eq!(s["agent_id"], "agent-7");
@@ -154,10 +160,15 @@ mod tests {
 
     #[test]
     fn networks_are_checked() {
-        let ok = networks(&obj(json!({"d": {"type": "dynamic", "dns": null, "cloud_properties": {}}}))).unwrap();
+        let ok = networks(&obj(
+            json!({"d": {"type": "dynamic", "dns": null, "cloud_properties": {}}}),
+        ))
+        .unwrap();
         assert_eq!(ok["d"].kind, "dynamic");
-        let e = networks(&obj(json!({"a": {"type": "manual", "ip": "10.0.0.2"}, "b": {"type": "dynamic"}})))
-            .unwrap_err();
+        let e = networks(&obj(
+            json!({"a": {"type": "manual", "ip": "10.0.0.2"}, "b": {"type": "dynamic"}}),
+        ))
+        .unwrap_err();
         assert_eq!(
             e.message,
             "create_vm: 2 networks (a, b) but a Pi has 1 network interface"

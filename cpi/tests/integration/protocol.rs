@@ -93,10 +93,7 @@ fn a_request_without_arguments_is_rejected() {
     let a = cpi(None, r#"{"method":"info"}"#);
     assert_eq!(a.error()["type"], "Bosh::Clouds::CpiError");
     assert!(
-        a.error()["message"]
-            .as_str()
-            .unwrap()
-            .contains("arguments"),
+        a.error()["message"].as_str().unwrap().contains("arguments"),
         "{}",
         a.json
     );

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod prov;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -26,7 +28,12 @@ impl Answer {
     }
 
     pub fn error(&self) -> &Value {
-        assert_ne!(self.json["error"], Value::Null, "CPI succeeded: {}", self.json);
+        assert_ne!(
+            self.json["error"],
+            Value::Null,
+            "CPI succeeded: {}",
+            self.json
+        );
         assert_eq!(self.json["result"], Value::Null);
         &self.json["error"]
     }
@@ -114,7 +121,13 @@ pub struct Powerd {
 impl Powerd {
     /// `body` is the YAML after listen/state/auth (outlets, provisioning, …).
     pub fn start(body: &str) -> Powerd {
+        Powerd::start_with(|_| body.to_string())
+    }
+
+    /// As [`Powerd::start`], with a body made from powerd's own directory.
+    pub fn start_with(body: impl FnOnce(&Path) -> String) -> Powerd {
         let dir = tempfile::tempdir().unwrap();
+        let body = body(dir.path());
         let d = dir.path().display();
         let tokens = dir.path().join("tokens");
         std::fs::write(&tokens, format!("cpi:{TOKEN}\n")).unwrap();

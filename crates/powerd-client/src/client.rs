@@ -288,7 +288,9 @@ impl Client {
         }
         let body = match body {
             Some((content_type, len, body)) => {
-                req = req.header(CONTENT_TYPE, content_type).header(CONTENT_LENGTH, len);
+                req = req
+                    .header(CONTENT_TYPE, content_type)
+                    .header(CONTENT_LENGTH, len);
                 body
             }
             None => full(Vec::new()),

@@ -7,6 +7,7 @@
 //! own runs.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -158,10 +159,16 @@ fn regular(path: &Path, name: &str) -> Result<InnerFile, DirError> {
 fn package(root: &Path, dir: &Path, staging: &Path) -> Result<(Package, PathBuf), DirError> {
     let spec_path = dir.join("spec");
     if dir.join("spec.lock").exists() {
-        return Err(err(&dir.join("spec.lock"), "vendored packages are not supported"));
+        return Err(err(
+            &dir.join("spec.lock"),
+            "vendored packages are not supported",
+        ));
     }
     if dir.join("pre_packaging").exists() {
-        return Err(err(&dir.join("pre_packaging"), "pre_packaging is not supported"));
+        return Err(err(
+            &dir.join("pre_packaging"),
+            "pre_packaging is not supported",
+        ));
     }
     let text = std::fs::read(&spec_path).map_err(|e| err(&spec_path, e))?;
     let spec: PackageSpec = serde_yaml::from_slice(&text).map_err(|e| err(&spec_path, e))?;
@@ -174,20 +181,24 @@ fn package(root: &Path, dir: &Path, staging: &Path) -> Result<(Package, PathBuf)
     }
     let mut by_name: BTreeMap<String, InnerFile> = BTreeMap::new();
     let trees = [root.join("src"), root.join("blobs")];
-    let listed: Vec<Vec<(String, PathBuf)>> = trees.iter().map(|t| walk(t)).collect::<Result<_, _>>()?;
+    let listed: Vec<Vec<(String, PathBuf)>> =
+        trees.iter().map(|t| walk(t)).collect::<Result<_, _>>()?;
     for pattern in &spec.files {
         let m = matcher(pattern, &spec_path)?;
         let mut found = false;
         for files in &listed {
             for (rel, path) in files.iter().filter(|(rel, _)| m.is_match(rel)) {
                 found = true;
-                if !by_name.contains_key(rel) {
-                    by_name.insert(rel.clone(), packaged(path, rel)?);
+                if let Entry::Vacant(slot) = by_name.entry(rel.clone()) {
+                    slot.insert(packaged(path, rel)?);
                 }
             }
         }
         if !found {
-            return Err(err(&spec_path, format!("missing files for pattern '{pattern}'")));
+            return Err(err(
+                &spec_path,
+                format!("missing files for pattern '{pattern}'"),
+            ));
         }
     }
     for pattern in &spec.excluded_files {
@@ -195,7 +206,10 @@ fn package(root: &Path, dir: &Path, staging: &Path) -> Result<(Package, PathBuf)
         by_name.retain(|rel, _| !m.is_match(rel));
     }
     if by_name.contains_key("packaging") {
-        return Err(err(&spec_path, "'packaging' must not be matched by 'files'"));
+        return Err(err(
+            &spec_path,
+            "'packaging' must not be matched by 'files'",
+        ));
     }
     let mut files: Vec<InnerFile> = by_name.into_values().collect();
     files.push(regular(&packaging, "packaging")?);
@@ -277,7 +291,10 @@ fn job(dir: &Path, staging: &Path) -> Result<(Job, PathBuf), DirError> {
     for src in spec.templates.keys() {
         let path = dir.join("templates").join(src);
         if !path.is_file() {
-            return Err(err(&spec_path, format!("template '{src}' is not in templates/")));
+            return Err(err(
+                &spec_path,
+                format!("template '{src}' is not in templates/"),
+            ));
         }
         files.push(regular(&path, &format!("templates/{src}"))?);
     }
