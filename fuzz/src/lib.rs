@@ -7,7 +7,7 @@
 //! Where an output can be read back (release.MF, stemcell.MF, blobs.lock) the target also
 //! checks the round trip.
 //!
-//! Adding a target (a TFTP packet parser, a settings request) is a function here, one line in
+//! Adding a target (a settings request, say) is a function here, one line in
 //! [`TARGETS`] and, for seeds, one arm in [`seeds`] — see fuzz/README.md.
 
 use std::cell::RefCell;
@@ -74,6 +74,10 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "cpi_config",
         run: cpi_config,
+    },
+    Target {
+        name: "tftp_packet",
+        run: tftp_packet,
     },
 ];
 
@@ -290,5 +294,29 @@ pub fn cpi_config(data: &[u8]) {
                 let _ = cfg.select(m);
             }
         }
+    }
+}
+
+/// A datagram as powerd's TFTP server reads it: whatever parses re-encodes to the same packet,
+/// and a request's file name never normalises to a path outside the served tree.
+pub fn tftp_packet(data: &[u8]) {
+    let Ok(packet) = pifoundry_tftp::parse(data) else {
+        return;
+    };
+    let again = packet.to_bytes();
+    assert_eq!(
+        pifoundry_tftp::parse(&again).as_ref(),
+        Ok(&packet),
+        "re-encoded packet parses differently"
+    );
+    if let pifoundry_tftp::packet::Packet::Rrq(req) | pifoundry_tftp::packet::Packet::Wrq(req) =
+        &packet
+        && let Ok(path) = pifoundry_tftp::RequestPath::parse(req.filename)
+    {
+        let p = path.as_str();
+        assert!(
+            !p.starts_with('/') && p.split('/').all(|c| !c.is_empty() && c != "." && c != ".."),
+            "path {p:?} escapes"
+        );
     }
 }
