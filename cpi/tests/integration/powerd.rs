@@ -127,3 +127,25 @@ fn create_stemcell_of_a_missing_image_names_it() {
         a.json
     );
 }
+
+/// Not a test of speed (none is asserted): prints the median wall time of CPI calls, for the
+/// notes. `cargo nextest run -p cpi --run-ignored only -E 'test(wall_times)' --no-capture`.
+#[test]
+#[ignore]
+fn wall_times() {
+    let p = Powerd::start(SIMS);
+    let cfg = p.config();
+    let time = |req: &str| {
+        let d: Vec<_> = (0..20).map(|_| cpi(Some(&cfg), req).took).collect();
+        crate::support::median(d)
+    };
+    let info = time(&request("info", json!([])));
+    let has_vm = time(&request("has_vm", json!(["vm-1"])));
+    let calc = time(&request(
+        "calculate_vm_cloud_properties",
+        json!([{"ram": 1024, "cpu": 1, "ephemeral_disk_size": 1024}]),
+    ));
+    println!(
+        "median of 20: info {info:?}, calculate_vm_cloud_properties {calc:?}, has_vm (one powerd round trip) {has_vm:?}"
+    );
+}
