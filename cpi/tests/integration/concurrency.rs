@@ -14,7 +14,10 @@ fn fifty_create_vms_on_twenty_pis() {
     let image = prov::stemcell_image(work.path());
     let stemcell = cpi(
         Some(&cfg),
-        &request("create_stemcell", json!([image.display().to_string(), {"architecture": "arm64"}])),
+        &request(
+            "create_stemcell",
+            json!([image.display().to_string(), {"architecture": "arm64"}]),
+        ),
     )
     .result()
     .as_str()
@@ -29,7 +32,10 @@ fn fifty_create_vms_on_twenty_pis() {
                     let nets = json!({"d": {"type": "dynamic", "cloud_properties": {}}});
                     cpi(
                         Some(cfg),
-                        &request("create_vm", json!([format!("agent-{i}"), stemcell, {}, nets, [], {}])),
+                        &request(
+                            "create_vm",
+                            json!([format!("agent-{i}"), stemcell, {}, nets, [], {}]),
+                        ),
                     )
                 })
             })
@@ -43,11 +49,18 @@ fn fifty_create_vms_on_twenty_pis() {
         let e = &f.json["error"];
         assert_eq!(e["type"], "Bosh::Clouds::CloudError", "{}", f.json);
         assert_eq!(e["ok_to_retry"], false, "{}", f.json);
-        assert!(e["message"].as_str().unwrap().contains("no_free_pi"), "{}", f.json);
+        assert!(
+            e["message"].as_str().unwrap().contains("no_free_pi"),
+            "{}",
+            f.json
+        );
     }
 
     let powerd = prov::client(&p);
-    let mut ids: Vec<String> = ok.iter().map(|a| a.json["result"][0].as_str().unwrap().to_string()).collect();
+    let mut ids: Vec<String> = ok
+        .iter()
+        .map(|a| a.json["result"][0].as_str().unwrap().to_string())
+        .collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 20, "distinct VM ids");
@@ -56,7 +69,11 @@ fn fifty_create_vms_on_twenty_pis() {
     let pis = powerd.pis().unwrap();
     let mut claimed: Vec<&str> = pis.iter().filter_map(|p| p.vm.as_deref()).collect();
     claimed.sort();
-    assert_eq!(claimed, ids.iter().map(String::as_str).collect::<Vec<_>>(), "one Pi per VM, none without");
+    assert_eq!(
+        claimed,
+        ids.iter().map(String::as_str).collect::<Vec<_>>(),
+        "one Pi per VM, none without"
+    );
     let mut addresses: Vec<&str> = vms.iter().map(|v| v.address.as_str()).collect();
     addresses.sort();
     addresses.dedup();

@@ -64,7 +64,11 @@ fn create_env_and_delete_env_through_the_real_binary() {
     let stemcell = a.result().as_str().unwrap().to_string();
     assert!(stemcell.starts_with("img-"), "{stemcell}");
     // the same image again is the same stemcell
-    let again = call(&cfg, "create_stemcell", json!([image.display().to_string(), {"architecture": "arm64"}]));
+    let again = call(
+        &cfg,
+        "create_stemcell",
+        json!([image.display().to_string(), {"architecture": "arm64"}]),
+    );
     assert_eq!(again.result().as_str(), Some(stemcell.as_str()));
 
     info(&cfg);
@@ -93,17 +97,34 @@ fn create_env_and_delete_env_through_the_real_binary() {
 
     // a persistent disk, as bosh-cli does after the agent answers
     let _helper = AttachStandIn::start(&v.address, http);
-    let disk = call(&cfg, "create_disk", json!([128, {}, vm])).result().as_str().unwrap().to_string();
+    let disk = call(&cfg, "create_disk", json!([128, {}, vm]))
+        .result()
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(*call(&cfg, "has_disk", json!([disk])).result(), json!(true));
-    let hint = call(&cfg, "attach_disk", json!([vm, disk])).result().clone();
+    let hint = call(&cfg, "attach_disk", json!([vm, disk]))
+        .result()
+        .clone();
     let path = hint["path"].as_str().unwrap().to_string();
-    assert!(path.starts_with("/dev/nbd") && path != "/dev/nbd0" && path != "/dev/nbd1", "{hint}");
+    assert!(
+        path.starts_with("/dev/nbd") && path != "/dev/nbd0" && path != "/dev/nbd1",
+        "{hint}"
+    );
     // attaching again answers the same hint
     assert_eq!(*call(&cfg, "attach_disk", json!([vm, disk])).result(), hint);
-    assert_eq!(*call(&cfg, "get_disks", json!([vm])).result(), json!([disk]));
+    assert_eq!(
+        *call(&cfg, "get_disks", json!([vm])).result(),
+        json!([disk])
+    );
     let e = call(&cfg, "resize_disk", json!([disk, 256]));
     assert_eq!(e.error()["type"], "Bosh::Clouds::NotSupported");
-    call(&cfg, "set_disk_metadata", json!([disk, {"deployment": "bosh"}])).result();
+    call(
+        &cfg,
+        "set_disk_metadata",
+        json!([disk, {"deployment": "bosh"}]),
+    )
+    .result();
     call(&cfg, "detach_disk", json!([vm, disk])).result();
     assert_eq!(*call(&cfg, "get_disks", json!([vm])).result(), json!([]));
     let e = call(&cfg, "detach_disk", json!([vm, disk]));
@@ -120,7 +141,10 @@ fn create_env_and_delete_env_through_the_real_binary() {
     call(&cfg, "delete_stemcell", json!([stemcell])).result();
 
     assert_eq!(*call(&cfg, "has_vm", json!([vm])).result(), json!(false));
-    assert_eq!(*call(&cfg, "has_disk", json!([disk])).result(), json!(false));
+    assert_eq!(
+        *call(&cfg, "has_disk", json!([disk])).result(),
+        json!(false)
+    );
     // the director treats these as done
     call(&cfg, "delete_vm", json!([vm])).result();
     call(&cfg, "delete_disk", json!([disk])).result();
@@ -138,28 +162,62 @@ fn an_empty_pool_is_not_retryable_and_bad_networks_are_refused() {
     let cfg = p.config();
     let work = tempfile::tempdir().unwrap();
     let image = prov::stemcell_image(work.path());
-    let stemcell = call(&cfg, "create_stemcell", json!([image.display().to_string(), {"architecture": "arm64"}]))
-        .result()
-        .as_str()
-        .unwrap()
-        .to_string();
+    let stemcell = call(
+        &cfg,
+        "create_stemcell",
+        json!([image.display().to_string(), {"architecture": "arm64"}]),
+    )
+    .result()
+    .as_str()
+    .unwrap()
+    .to_string();
     let dynamic = json!({"d": {"type": "dynamic", "dns": null, "cloud_properties": {}}});
-    let vm = call(&cfg, "create_vm", json!(["agent-a", stemcell, {}, dynamic, [], {}]));
+    let vm = call(
+        &cfg,
+        "create_vm",
+        json!(["agent-a", stemcell, {}, dynamic, [], {}]),
+    );
     let vm = vm.result()[0].as_str().unwrap().to_string();
     // the only Pi is taken
-    let e = call(&cfg, "create_vm", json!(["agent-b", stemcell, {}, dynamic, [], {}]));
+    let e = call(
+        &cfg,
+        "create_vm",
+        json!(["agent-b", stemcell, {}, dynamic, [], {}]),
+    );
     assert_eq!(e.error()["type"], "Bosh::Clouds::CloudError");
     assert_eq!(e.error()["ok_to_retry"], false);
-    assert!(e.error()["message"].as_str().unwrap().contains("no_free_pi"), "{}", e.json);
+    assert!(
+        e.error()["message"]
+            .as_str()
+            .unwrap()
+            .contains("no_free_pi"),
+        "{}",
+        e.json
+    );
     // no Pi of that model at all
-    let e = call(&cfg, "create_vm", json!(["agent-c", stemcell, {"model": "pi5"}, dynamic, [], {}]));
+    let e = call(
+        &cfg,
+        "create_vm",
+        json!(["agent-c", stemcell, {"model": "pi5"}, dynamic, [], {}]),
+    );
     assert_eq!(e.error()["ok_to_retry"], false);
     // two networks, one interface
     let two = json!({"a": {"type": "dynamic"}, "b": {"type": "dynamic"}});
-    let e = call(&cfg, "create_vm", json!(["agent-d", stemcell, {}, two, [], {}]));
-    assert_eq!(e.error()["message"], "create_vm: 2 networks (a, b) but a Pi has 1 network interface");
+    let e = call(
+        &cfg,
+        "create_vm",
+        json!(["agent-d", stemcell, {}, two, [], {}]),
+    );
+    assert_eq!(
+        e.error()["message"],
+        "create_vm: 2 networks (a, b) but a Pi has 1 network interface"
+    );
     call(&cfg, "delete_vm", json!([vm])).result();
-    let e = call(&cfg, "create_vm", json!(["agent-e", "img-00000000deadbeef", {}, dynamic, [], {}]));
+    let e = call(
+        &cfg,
+        "create_vm",
+        json!(["agent-e", "img-00000000deadbeef", {}, dynamic, [], {}]),
+    );
     assert_eq!(e.error()["ok_to_retry"], false, "{}", e.json);
 }
 
@@ -170,7 +228,10 @@ fn a_wrong_token_is_refused_and_not_retried() {
     let a = call(&cfg, "has_vm", json!(["vm-1"]));
     assert_eq!(a.error()["ok_to_retry"], false);
     assert!(
-        a.error()["message"].as_str().unwrap().contains("401 unauthorized"),
+        a.error()["message"]
+            .as_str()
+            .unwrap()
+            .contains("401 unauthorized"),
         "{}",
         a.json
     );

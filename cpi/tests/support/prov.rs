@@ -65,18 +65,21 @@ pub fn client(p: &Powerd) -> blocking::Client {
     blocking::Client::new(&p.url(), Credentials::Bearer(TOKEN.into())).unwrap()
 }
 
-/// A 24 MiB Pi disk image (MBR: FAT boot partition with config.txt and a kernel stand-in,
+/// A 40 MiB Pi disk image (MBR: FAT boot partition with config.txt and a kernel stand-in,
 /// then an empty root partition), packed as bosh-cli hands it to create_stemcell: the
 /// stemcell's `image` member, a gzip'd tar holding `root.img`.
 pub fn stemcell_image(dir: &Path) -> PathBuf {
     let img = dir.join("root.img");
-    run(Command::new("truncate").args(["-s", "24M"]).arg(&img));
+    run(Command::new("truncate").args(["-s", "40M"]).arg(&img));
     run(Command::new("sh").arg("-c").arg(format!(
-        "printf 'label: dos\\nstart=2048, size=16384, type=c\\nstart=18432, type=83\\n' | sfdisk -q {}",
+        "printf 'label: dos\\nstart=2048, size=32768, type=c\\nstart=34816, type=83\\n' | sfdisk -q {}",
         img.display()
     )));
     let part = format!("{}@@1M", img.display());
-    run(Command::new("mformat").args(["-i", &part, "-F", "-v", "BOOT", "::"]));
+    run(Command::new("mkfs.vfat")
+        .args(["-F", "16", "--offset", "2048"])
+        .arg(&img)
+        .arg("16384"));
     let files = dir.join("bootfiles");
     std::fs::create_dir_all(&files).unwrap();
     std::fs::write(
