@@ -14,7 +14,7 @@ API_EXAMPLES ?= 500
 FUZZ_SECONDS ?= 180
 FUZZ_SMOKE_SECONDS ?= 5
 
-.PHONY: help stemcell bench-stemcell test bench powerd-aarch64 api-fuzz fuzz clean
+.PHONY: help stemcell bench-stemcell test bench powerd-aarch64 cpi-release api-fuzz fuzz clean
 
 help:
 	@echo "make stemcell   bake $(RECIPE) into $(OUT)/"
@@ -22,6 +22,7 @@ help:
 	@echo "make bench-stemcell  cold bake, warm re-bake after a late change, byte-identical check"
 	@echo "make bench      benchmarks against their peers (gunzip, tar pipelines, load generator, dnsmasq TFTP)"
 	@echo "make fuzz       every fuzz target under libFuzzer, FUZZ_SECONDS=$(FUZZ_SECONDS) each (make test: $(FUZZ_SMOKE_SECONDS) s)"
+	@echo "make cpi-release  the BOSH CPI release (linux amd64 + arm64 CPI binaries) into $(OUT)/"
 	@echo "make api-fuzz   schemathesis against powerd's /openapi.json, API_EXAMPLES=$(API_EXAMPLES) per operation"
 
 stemcell:
@@ -64,6 +65,23 @@ api-fuzz:
 powerd-aarch64:
 	@bash $(PREREQS) cross
 	$(CARGO) build --release --locked -p powerd --target aarch64-unknown-linux-musl
+
+# The CPI release: static CPI binaries for the director's architectures, in the package
+# `pi_cpi`, written by baker (bosh-cli's layout and fingerprints) and verified.
+CPI_VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+CPI_RELEASE_DIR := cpi/release
+CPI_TARBALL := $(OUT)/bosh-pi-cpi-$(CPI_VERSION).tgz
+CPI_BUILD := CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols $(CARGO) build --release --locked -p cpi --bin pifoundry-cpi
+
+cpi-release:
+	@bash $(PREREQS) cross
+	$(CPI_BUILD) --target x86_64-unknown-linux-musl
+	$(CPI_BUILD) --target aarch64-unknown-linux-musl
+	install -D -m 0755 target/x86_64-unknown-linux-musl/release/pifoundry-cpi $(CPI_RELEASE_DIR)/src/pi_cpi/linux-amd64/pifoundry-cpi
+	install -D -m 0755 target/aarch64-unknown-linux-musl/release/pifoundry-cpi $(CPI_RELEASE_DIR)/src/pi_cpi/linux-arm64/pifoundry-cpi
+	mkdir -p $(OUT)
+	$(CARGO) run --locked -q -p baker -- create-release $(CPI_RELEASE_DIR) --version $(CPI_VERSION) --tarball $(CPI_TARBALL)
+	$(CARGO) run --locked -q -p baker -- verify-release $(CPI_TARBALL)
 
 clean:
 	$(CARGO) clean

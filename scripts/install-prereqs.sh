@@ -50,7 +50,8 @@ for set in "${@:-test}"; do
       # bench-nbd.sh: qemu-nbd and nbdcopy
       want_apt+=(qemu-utils libnbd-bin) ;;
     cross)
-      want_targets+=(aarch64-unknown-linux-musl) ;;
+      want_targets+=(aarch64-unknown-linux-musl)
+      want_targets+=(x86_64-unknown-linux-musl) ;;
     *) echo "install-prereqs: unknown set '$set' (test|stemcell|bench|cross|api|fuzz)" >&2; exit 2 ;;
   esac
 done

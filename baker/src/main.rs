@@ -45,6 +45,15 @@ enum Command {
     },
     /// Check every archive digest and every recomputable fingerprint of a release.
     VerifyRelease { release: PathBuf },
+    /// Build a release tarball from a release directory, as `bosh create-release --tarball`.
+    CreateRelease {
+        /// The release directory (config/final.yml, jobs/, packages/, src/, blobs/).
+        dir: PathBuf,
+        #[arg(long)]
+        version: String,
+        #[arg(long)]
+        tarball: PathBuf,
+    },
     /// Boot an image under qemu-system-arm (Pi Zero) and check that init starts the agent
     BootCheck(baker::bootcheck::cli::BootCheckArgs),
     /// Swap a release's architecture-specific blobs for ARM ones, as a recipe says.
@@ -83,6 +92,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::InspectStemcell { file, json } => cmd::stemcell::inspect(&file, json)?,
         Command::InspectRelease { release, json } => cmd::release::inspect(&release, json)?,
         Command::VerifyRelease { release } => cmd::release::verify(&release)?,
+        Command::CreateRelease {
+            dir,
+            version,
+            tarball,
+        } => cmd::release::create(&dir, &version, &tarball)?,
         Command::BootCheck(args) => {
             baker::bootcheck::cli::run(&args)?;
             String::new()

@@ -1,10 +1,19 @@
-//! The PiFoundry BOSH CPI: one JSON request on stdin, one JSON response on stdout.
-//!
-//! Today it answers `info` (API v2, stemcell format `pi-raw`) and reports every other method as
-//! `Bosh::Clouds::NotImplemented`; the methods that drive powerd come with the provisioning API.
+//! The PiFoundry BOSH CPI (external CPI, API v2): one JSON request on stdin, one JSON
+//! response on stdout, logs on stderr. Every method becomes calls to powerd's provisioning
+//! API on the controller the configuration (and a cpi-config's `context`) selects; the CPI
+//! itself keeps no state.
 
+pub mod call;
+pub mod cloud;
+pub mod config;
+pub mod props;
 pub mod protocol;
+pub mod settings;
 
+use std::path::Path;
+
+use call::Call;
+use config::Config;
 use protocol::{CpiError, Request, Response};
 use serde_json::{Value, json};
 
@@ -13,54 +22,77 @@ pub const API_VERSION: u32 = 2;
 /// Stemcell formats accepted by `create_stemcell`; must intersect the stemcell's `stemcell_formats`.
 pub const STEMCELL_FORMATS: &[&str] = &["pi-raw"];
 
-/// CPI API v2 methods; those other than `info` arrive with the provisioning API.
-const KNOWN_METHODS: &[&str] = &[
-    "info",
-    "create_stemcell",
-    "delete_stemcell",
-    "create_vm",
-    "delete_vm",
-    "has_vm",
-    "reboot_vm",
-    "set_vm_metadata",
-    "calculate_vm_cloud_properties",
-    "get_disks",
-    "create_disk",
-    "delete_disk",
-    "attach_disk",
-    "detach_disk",
-    "has_disk",
-    "set_disk_metadata",
-    "resize_disk",
-    "update_disk",
-    "snapshot_disk",
-    "delete_snapshot",
-];
-
-/// Handles one raw request and always produces a response, even for malformed input.
-pub fn handle_raw(input: &[u8]) -> Response {
-    match serde_json::from_slice::<Request>(input) {
-        Ok(req) => handle(&req),
-        Err(e) => Response::error(CpiError::cpi(format!("invalid request JSON: {e}"))),
-    }
+/// One line on stderr, which the director appends to the task's CPI log.
+pub fn log(line: &str) {
+    eprintln!("pifoundry-cpi: {line}");
 }
 
-pub fn handle(req: &Request) -> Response {
-    match dispatch(req) {
+/// Handles one raw request without a configuration: `info` and the methods that need no
+/// powerd answer; the rest are checked and then refused (used by the fuzz target).
+pub fn handle_raw(input: &[u8]) -> Response {
+    handle_with(input, || {
+        Err(CpiError::cpi(
+            "no CPI configuration file given (usage: pifoundry-cpi CONFIG.json)",
+        ))
+    })
+}
+
+/// Handles one raw request and always produces a response, even for malformed input. The
+/// configuration is read only by calls that need powerd.
+pub fn handle_file(input: &[u8], config: &Path) -> Response {
+    handle_with(input, || Config::load(config))
+}
+
+fn handle_with(input: &[u8], config: impl FnOnce() -> Result<Config, CpiError>) -> Response {
+    let req = match serde_json::from_slice::<Request>(input) {
+        Ok(req) => req,
+        Err(e) => return Response::error(CpiError::cpi(format!("invalid request JSON: {e}"))),
+    };
+    match run(&req, config) {
         Ok(result) => Response::ok(result),
         Err(e) => Response::error(e),
     }
 }
 
-fn dispatch(req: &Request) -> Result<Value, CpiError> {
-    match req.method.as_str() {
-        "info" => Ok(json!({
-            "api_version": API_VERSION,
-            "stemcell_formats": STEMCELL_FORMATS,
-        })),
-        other => Err(CpiError::not_implemented(
-            other,
-            KNOWN_METHODS.contains(&other),
-        )),
+fn run(
+    req: &Request,
+    config: impl FnOnce() -> Result<Config, CpiError>,
+) -> Result<Value, CpiError> {
+    let call = Call::parse(req)?;
+    match &call {
+        Call::Info => {
+            return Ok(json!({
+                "api_version": API_VERSION,
+                "stemcell_formats": STEMCELL_FORMATS,
+            }));
+        }
+        // a Pi's RAM is its model's; the CPU count is not a placement constraint
+        Call::CalculateVmCloudProperties {
+            ram_mib,
+            ephemeral_disk_mib,
+        } => {
+            let mut p = json!({ "min_ram_mib": ram_mib });
+            if *ephemeral_disk_mib > 0 {
+                p["ephemeral_disk_size"] = json!(ephemeral_disk_mib);
+            }
+            return Ok(p);
+        }
+        Call::UpdateDisk { disk } => {
+            return Err(CpiError::not_supported(format!(
+                "update_disk: {disk}: changing a disk in place is not supported; copy to a new disk"
+            )));
+        }
+        Call::Unimplemented(m) => return Err(CpiError::not_implemented(m, true)),
+        _ => {}
     }
+    debug_assert!(call.needs_powerd());
+    let cfg = config()?;
+    let endpoint = cfg.select(&req.context)?;
+    let request_id = req
+        .context
+        .get("request_id")
+        .and_then(Value::as_str)
+        .unwrap_or("-");
+    log(&format!("{request_id} {} via {}", req.method, endpoint.url));
+    cloud::Cloud::new(&cfg, endpoint)?.run(call)
 }

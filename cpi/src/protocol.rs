@@ -46,26 +46,50 @@ pub struct CpiError {
     pub ok_to_retry: bool,
 }
 
+/// The director's error classes this CPI raises (`Bosh::Clouds::*`).
+pub mod kind {
+    pub const CPI_ERROR: &str = "Bosh::Clouds::CpiError";
+    pub const NOT_IMPLEMENTED: &str = "Bosh::Clouds::NotImplemented";
+    pub const NOT_SUPPORTED: &str = "Bosh::Clouds::NotSupported";
+    pub const CLOUD_ERROR: &str = "Bosh::Clouds::CloudError";
+    pub const VM_NOT_FOUND: &str = "Bosh::Clouds::VMNotFound";
+    pub const VM_CREATION_FAILED: &str = "Bosh::Clouds::VMCreationFailed";
+    pub const DISK_NOT_FOUND: &str = "Bosh::Clouds::DiskNotFound";
+    pub const DISK_NOT_ATTACHED: &str = "Bosh::Clouds::DiskNotAttached";
+}
+
 impl CpiError {
-    /// A protocol error or a bug in the CPI: fatal for the director.
-    pub fn cpi(message: impl Into<String>) -> Self {
+    pub fn new(kind: &str, message: impl Into<String>, ok_to_retry: bool) -> Self {
         Self {
-            kind: "Bosh::Clouds::CpiError".into(),
+            kind: kind.into(),
             message: message.into(),
-            ok_to_retry: false,
+            ok_to_retry,
         }
     }
-    /// Tolerated by the director for optional methods (metadata, snapshots, disk listing).
+
+    /// A protocol error or a bug in the CPI: fatal for the director.
+    pub fn cpi(message: impl Into<String>) -> Self {
+        Self::new(kind::CPI_ERROR, message, false)
+    }
+
+    /// An IaaS failure; `ok_to_retry` says whether the same call may succeed later.
+    pub fn cloud(message: impl Into<String>, ok_to_retry: bool) -> Self {
+        Self::new(kind::CLOUD_ERROR, message, ok_to_retry)
+    }
+
+    /// The director falls back (resize/update disk: a new disk and a copy).
+    pub fn not_supported(message: impl Into<String>) -> Self {
+        Self::new(kind::NOT_SUPPORTED, message, false)
+    }
+
+    /// Tolerated by the director for optional methods (snapshots); an unknown method gets
+    /// the legacy "Method is not known, got" message, which the director also reads as such.
     pub fn not_implemented(method: &str, known: bool) -> Self {
         let message = if known {
-            format!("'{method}' is not implemented yet by the PiFoundry CPI")
+            format!("'{method}' is not implemented by the PiFoundry CPI")
         } else {
             format!("Method is not known, got '{method}'")
         };
-        Self {
-            kind: "Bosh::Clouds::NotImplemented".into(),
-            message,
-            ok_to_retry: false,
-        }
+        Self::new(kind::NOT_IMPLEMENTED, message, false)
     }
 }

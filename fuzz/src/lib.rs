@@ -72,6 +72,10 @@ pub const TARGETS: &[Target] = &[
         run: cpi_request,
     },
     Target {
+        name: "cpi_config",
+        run: cpi_config,
+    },
+    Target {
         name: "tftp_packet",
         run: tftp_packet,
     },
@@ -249,6 +253,47 @@ pub fn cpi_request(data: &[u8]) {
             json.get(key).is_some(),
             "CPI response without {key}: {json}"
         );
+    }
+    // what create_vm builds before it calls powerd
+    if let Ok(req) = serde_json::from_slice::<cpi::protocol::Request>(data)
+        && let Ok(cpi::call::Call::CreateVm {
+            agent_id,
+            networks,
+            env,
+            props,
+            ..
+        }) = cpi::call::Call::parse(&req)
+        && cpi::settings::networks(&networks).is_ok()
+    {
+        let agent = cpi::config::AgentDefaults {
+            mbus: "nats://127.0.0.1:4222".into(),
+            ntp: vec![],
+            blobstore: None,
+        };
+        let s = cpi::settings::agent_settings(
+            &agent_id,
+            &agent,
+            &networks,
+            props.ephemeral_disk_mib.is_some(),
+            &env,
+        );
+        assert_eq!(s["env"], env, "env must reach the agent unchanged");
+    }
+}
+
+/// The CPI's configuration file, and the cpi-config context that selects a controller.
+pub fn cpi_config(data: &[u8]) {
+    if let Ok(cfg) = cpi::config::Config::parse(data) {
+        let names: Vec<String> = cfg.controllers.keys().cloned().collect();
+        let mut contexts = vec![serde_json::json!({}), serde_json::json!({"pool": "p"})];
+        for n in names.iter().take(3) {
+            contexts.push(serde_json::json!({ "controller": n }));
+        }
+        for c in contexts {
+            if let Some(m) = c.as_object() {
+                let _ = cfg.select(m);
+            }
+        }
     }
 }
 

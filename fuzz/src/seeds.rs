@@ -127,7 +127,31 @@ pub fn write(target: &str, src: &Sources, out: &Path) -> io::Result<usize> {
                 ),
                 (
                     "create_vm",
-                    r#"{"method":"create_vm","arguments":["agent-1","stemcell-1",{"pi":"cell-1"},{"default":{"type":"manual","ip":"10.0.0.5","netmask":"255.255.255.0","gateway":"10.0.0.1"}},[],{}],"context":{"director_uuid":"d","request_id":"r"},"api_version":2}"#,
+                    r#"{"method":"create_vm","arguments":["agent-1","img-0123456789abcdef",{"model":"pi4b","arch":"arm64","min_ram_mib":2048,"ephemeral_disk_size":4096,"labels":{"poe":"yes"}},{"default":{"type":"manual","ip":"10.0.0.5","netmask":"255.255.255.0","gateway":"10.0.0.1","dns":["10.0.0.1"],"default":["dns","gateway"],"cloud_properties":{}}},[],{"bosh":{"mbus":{"cert":{"ca":"C","certificate":"c","private_key":"k"}},"password":"$6$x","tags":{"deployment":"d"}},"persistent_disk_fs":"ext4"}],"context":{"director_uuid":"d","request_id":"cpi-123456","vm":{"stemcell":{"api_version":3}}},"api_version":2}"#,
+                ),
+                (
+                    "create_vm_dynamic",
+                    r#"{"method":"create_vm","arguments":["a","s",null,{"d":{"type":"dynamic","dns":null}},null,{}],"context":{"controller":"rack-a","pool":"p"}}"#,
+                ),
+                (
+                    "create_stemcell",
+                    r#"{"method":"create_stemcell","arguments":["/tmp/image",{"architecture":"armv6l","board":"rpi1","disk_format":"raw"},{"tags":{}}],"context":{},"api_version":2}"#,
+                ),
+                (
+                    "attach_disk",
+                    r#"{"method":"attach_disk","arguments":["vm-1","disk-1"],"context":{},"api_version":2}"#,
+                ),
+                (
+                    "set_vm_metadata",
+                    r#"{"method":"set_vm_metadata","arguments":["vm-1",{"director":"d","deployment":"dep","job":"j","index":"0","id":"x"}],"context":{}}"#,
+                ),
+                (
+                    "calculate",
+                    r#"{"method":"calculate_vm_cloud_properties","arguments":[{"ram":1024,"cpu":4,"ephemeral_disk_size":8192}],"context":{}}"#,
+                ),
+                (
+                    "resize",
+                    r#"{"method":"resize_disk","arguments":["disk-1",2048],"context":{}}"#,
                 ),
                 (
                     "unknown",
@@ -136,6 +160,12 @@ pub fn write(target: &str, src: &Sources, out: &Path) -> io::Result<usize> {
             ] {
                 seeds.push((name.into(), body.as_bytes().to_vec()));
             }
+        }
+        "cpi_config" => {
+            seeds.push((
+                "cpi.json".into(),
+                br#"{"powerd":{"url":"http://10.77.0.1:9750","token":"t","pool":"default"},"controllers":{"rack-a":{"url":"http://10.78.0.1:9750","token":"u"}},"request_timeout":300,"upload_timeout":3600,"agent":{"mbus":"nats://10.0.0.2:4222","ntp":["0.pool.ntp.org"],"blobstore":{"provider":"dav","options":{"endpoint":"http://10.0.0.2:25250"}}}}"#.to_vec(),
+            ));
         }
         "tftp_packet" => {
             // what the Pi bootloaders and tftp-hpa send, and each other opcode once

@@ -165,6 +165,22 @@ pub fn verify(path: &Path) -> Result<String> {
     ))
 }
 
+/// `baker create-release DIR --version V --tarball OUT`.
+pub fn create(dir: &Path, version: &str, tarball: &Path) -> Result<String> {
+    let m = release::dir::create(dir, version, tarball)?;
+    let mut s = format!("{}: {} {}\n", tarball.display(), m.name, m.version);
+    for j in &m.jobs {
+        s.push_str(&format!("job     {} {}\n", j.name, j.fingerprint));
+    }
+    for p in &m.packages {
+        s.push_str(&format!("package {} {}\n", p.name, p.fingerprint));
+    }
+    if let Some(l) = &m.license {
+        s.push_str(&format!("license {}\n", l.fingerprint));
+    }
+    Ok(s)
+}
+
 /// Hidden `synth-release`: a synthetic release for benchmarks.
 pub fn synth(out: &Path, packages: usize, jobs: usize, mib: u64, golang_mib: u64) -> Result<()> {
     let spec = release::synth::Spec {

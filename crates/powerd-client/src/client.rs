@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use base64::Engine;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -33,6 +34,53 @@ pub enum ClientError {
     },
     #[error("{url}: unexpected answer: {message}")]
     Decode { url: String, message: String },
+    /// A local file to send could not be read.
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+}
+
+impl ClientError {
+    /// powerd's stable error code, when powerd answered with an error.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, when powerd answered with an error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether the same call may succeed later: powerd unreachable, slow, or failing on its
+    /// side (5xx). A refusal (4xx), a bad URL, an unreadable file or an answer this client
+    /// cannot read will fail the same way again.
+    pub fn retryable(&self) -> bool {
+        match self {
+            ClientError::Http { .. } | ClientError::Timeout { .. } => true,
+            ClientError::Api { status, .. } => *status >= 500,
+            ClientError::BadUrl(_) | ClientError::Decode { .. } | ClientError::File { .. } => false,
+        }
+    }
+
+    /// powerd answered 404 with this code (a route that does not exist answers `not_found`,
+    /// which is not the same as a missing VM or disk).
+    pub fn is_not_found(&self, code: &str) -> bool {
+        self.status() == Some(404) && self.code() == Some(code)
+    }
+}
+
+/// A request body: bytes in memory or a stream (an image upload).
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+pub(crate) fn full(bytes: Vec<u8>) -> Body {
+    Full::new(Bytes::from(bytes))
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// How to authenticate a request.
@@ -80,7 +128,7 @@ pub struct Client {
     base: String,
     credentials: Credentials,
     timeout: Duration,
-    http: HyperClient<HttpConnector, Full<Bytes>>,
+    http: HyperClient<HttpConnector, Body>,
 }
 
 impl Client {
@@ -102,6 +150,10 @@ impl Client {
 
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    pub(crate) fn credentials(&self) -> &Credentials {
+        &self.credentials
     }
 
     /// How long one call may take (default 300 s: a cycle waits the outlet's min_off).
@@ -136,13 +188,29 @@ impl Client {
     }
 
     /// A call whose success is a `T` and whose failure is powerd's error body.
-    async fn typed<T: DeserializeOwned>(
+    pub(crate) async fn typed<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<T, ClientError> {
         let resp = self.call(method, path, body).await?;
+        self.decode(path, resp)
+    }
+
+    /// A call whose success carries nothing this client needs.
+    pub(crate) async fn unit(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(), ClientError> {
+        let resp = self.call(method, path, body).await?;
+        self.check(resp).map(|_| ())
+    }
+
+    /// powerd's error body as a [`ClientError::Api`]; a success passes through.
+    pub(crate) fn check(&self, resp: Response) -> Result<Response, ClientError> {
         if !resp.status.is_success() {
             let (code, message) = match serde_json::from_slice::<ErrorBody>(&resp.body) {
                 Ok(e) => (e.error.code, e.error.message),
@@ -158,6 +226,15 @@ impl Client {
                 message,
             });
         }
+        Ok(resp)
+    }
+
+    pub(crate) fn decode<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        resp: Response,
+    ) -> Result<T, ClientError> {
+        let resp = self.check(resp)?;
         serde_json::from_slice(&resp.body).map_err(|e| ClientError::Decode {
             url: format!("{}{path}", self.base),
             message: e.to_string(),
@@ -182,6 +259,21 @@ impl Client {
         credentials: &Credentials,
         body: Option<Vec<u8>>,
     ) -> Result<Response, ClientError> {
+        let content = body.map(|b| ("application/json", b.len() as u64, full(b)));
+        self.send_body(method, path, credentials, content, self.timeout)
+            .await
+    }
+
+    /// Sends a body of `(content type, length, bytes)`, waiting at most `timeout` for the
+    /// whole exchange.
+    pub(crate) async fn send_body(
+        &self,
+        method: Method,
+        path: &str,
+        credentials: &Credentials,
+        body: Option<(&str, u64, Body)>,
+        timeout: Duration,
+    ) -> Result<Response, ClientError> {
         let url = format!("{}{path}", self.base);
         let err = |message: String| ClientError::Http {
             url: url.clone(),
@@ -194,12 +286,16 @@ impl Client {
                 HeaderValue::from_str(&h).map_err(|e| err(e.to_string()))?,
             );
         }
-        if body.is_some() {
-            req = req.header(CONTENT_TYPE, "application/json");
-        }
-        let req = req
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| err(e.to_string()))?;
+        let body = match body {
+            Some((content_type, len, body)) => {
+                req = req
+                    .header(CONTENT_TYPE, content_type)
+                    .header(CONTENT_LENGTH, len);
+                body
+            }
+            None => full(Vec::new()),
+        };
+        let req = req.body(body).map_err(|e| err(e.to_string()))?;
         let work = async {
             let resp = self
                 .http
@@ -218,11 +314,11 @@ impl Client {
                 body,
             })
         };
-        tokio::time::timeout(self.timeout, work)
+        tokio::time::timeout(timeout, work)
             .await
             .map_err(|_| ClientError::Timeout {
                 url: url.clone(),
-                timeout: self.timeout,
+                timeout,
             })?
     }
 }
