@@ -24,7 +24,7 @@ for set in "${@:-test}"; do
       want_apt+=(gcc-arm-linux-gnueabi libc6-dev-armel-cross gcc-aarch64-linux-gnu libc6-dev-arm64-cross
                  golang-go qemu-user-static binfmt-support
                  mmdebstrap arch-test dosfstools mtools e2fsprogs fdisk
-                 device-tree-compiler qemu-system-arm cpio xz-utils zstd
+                 device-tree-compiler qemu-system-arm cpio xz-utils zstd bzip2 git
                  curl ca-certificates tftp-hpa python3 python3-venv g++)
       want_schemathesis=1
       want_cargo+=("cargo-deny@$CARGO_DENY_VERSION" "cargo-fuzz@$CARGO_FUZZ_VERSION") ;;
