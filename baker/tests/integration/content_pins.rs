@@ -204,3 +204,104 @@ fn a_mirror_directory_or_server_serves_by_the_pin_offline() {
     let e = f.ensure(&pinned(upstream, &"0".repeat(64))).unwrap_err();
     assert!(e.to_string().contains("is not in mirror"), "{e}");
 }
+
+/// The bake takes a content-pinned source from a mirror on loopback (upstream unreachable),
+/// checks the pin, and builds it with fixed ldflags: the default recipe's agent stage, on a
+/// small source tree made here. Needs root and Debian's archive (mmdebstrap), like the other
+/// bake tests.
+#[test]
+fn a_bake_builds_a_content_pinned_source_from_a_loopback_mirror() {
+    use baker::bake::{self, BakeOptions};
+    use baker::blobs::LockedBlobs;
+    use baker::recipe::stemcell::StemcellRecipe;
+
+    let work = tempfile::tempdir().unwrap();
+    let top = source_tree(work.path());
+    std::fs::write(
+        top.join("main/main.go"),
+        "package main\n\nimport \"fmt\"\n\nvar VersionLabel = \"dev\"\n\nfunc main() { fmt.Println(\"agent\", VersionLabel) }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        top.join("go.mod"),
+        "module example.invalid/agent\n\ngo 1.19\n",
+    )
+    .unwrap();
+    std::fs::remove_dir_all(top.join("vendor/example.invalid")).unwrap();
+    std::fs::write(top.join("vendor/modules.txt"), "").unwrap();
+    let pin = coreutils_pin(&top);
+    sh("tar -cf - agent-1.0 | gzip -9n > agent.tgz", work.path());
+    let srv = Server::start();
+    srv.serve_bytes(
+        &format!("/m/tree/{pin}"),
+        &std::fs::read(work.path().join("agent.tgz")).unwrap(),
+    );
+
+    let root = work.path().join("project");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join("blobs.lock"),
+        format!(
+            "blobs:\n  agent-src:\n    url: http://127.0.0.1:9/agent/archive/refs/tags/v1.0.tar.gz\n    tree: {pin}\n    size: null\n    arch: any\n"
+        ),
+    )
+    .unwrap();
+    let recipe = r#"
+name: pin-test
+version: '0.0.1'
+operating_system: debian-bookworm-armv6l
+arch: armv6l
+board: rpi-zero
+stages:
+  - name: base
+    kind: rootfs
+    suite: bookworm
+    variant: extract
+    packages: [busybox-static]
+  - name: agent
+    kind: go-build
+    source: {blob: agent-src}
+    package: ./main
+    install: /var/vcap/bosh/bin/bosh-agent
+    ldflags: ['-X main.VersionLabel=1.0-0123abcd-go1.19']
+"#;
+    std::fs::write(root.join("recipe.yml"), recipe).unwrap();
+    let recipe_path = root.join("recipe.yml");
+    let parsed = StemcellRecipe::load(&recipe_path).unwrap();
+    let cache = work.path().join("stages");
+    let opts = BakeOptions {
+        recipe_path,
+        project_root: root.clone(),
+        cache_dir: cache.clone(),
+        out_dir: root.join("out"),
+        from: None,
+    };
+    let blobs = LockedBlobs::load(
+        &root.join("blobs.lock"),
+        opts_for_bake(work.path(), &format!("{}/m", srv.base)),
+    )
+    .unwrap();
+    let report = bake::bake(&parsed, &opts, &blobs).unwrap();
+    assert_eq!(report.ran(), ["base", "agent"]);
+    let key = &report
+        .stages
+        .iter()
+        .find(|s| s.name == "agent")
+        .unwrap()
+        .key;
+    let out = work.path().join("restored");
+    bake::cache::restore(&cache.join(key).join("rootfs.tar.zst"), &out).unwrap();
+    let run = Command::new("qemu-arm-static")
+        .args(["-cpu", "arm1176"])
+        .arg(out.join("var/vcap/bosh/bin/bosh-agent"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "agent 1.0-0123abcd-go1.19\n"
+    );
+}
+
+fn opts_for_bake(work: &Path, mirror: &str) -> FetchOptions {
+    opts(&work.join("blob-cache"), Some(mirror.to_string()))
+}
