@@ -7,7 +7,7 @@
 //! Where an output can be read back (release.MF, stemcell.MF, blobs.lock) the target also
 //! checks the round trip.
 //!
-//! Adding a target (a TFTP packet parser, a settings request) is a function here, one line in
+//! Adding a target (a settings request, say) is a function here, one line in
 //! [`TARGETS`] and, for seeds, one arm in [`seeds`] — see fuzz/README.md.
 
 use std::cell::RefCell;
@@ -70,6 +70,10 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "cpi_request",
         run: cpi_request,
+    },
+    Target {
+        name: "tftp_packet",
+        run: tftp_packet,
     },
 ];
 
@@ -244,6 +248,30 @@ pub fn cpi_request(data: &[u8]) {
         assert!(
             json.get(key).is_some(),
             "CPI response without {key}: {json}"
+        );
+    }
+}
+
+/// A datagram as powerd's TFTP server reads it: whatever parses re-encodes to the same packet,
+/// and a request's file name never normalises to a path outside the served tree.
+pub fn tftp_packet(data: &[u8]) {
+    let Ok(packet) = pifoundry_tftp::parse(data) else {
+        return;
+    };
+    let again = packet.to_bytes();
+    assert_eq!(
+        pifoundry_tftp::parse(&again).as_ref(),
+        Ok(&packet),
+        "re-encoded packet parses differently"
+    );
+    if let pifoundry_tftp::packet::Packet::Rrq(req) | pifoundry_tftp::packet::Packet::Wrq(req) =
+        &packet
+        && let Ok(path) = pifoundry_tftp::RequestPath::parse(req.filename)
+    {
+        let p = path.as_str();
+        assert!(
+            !p.starts_with('/') && p.split('/').all(|c| !c.is_empty() && c != "." && c != ".."),
+            "path {p:?} escapes"
         );
     }
 }

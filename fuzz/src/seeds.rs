@@ -137,6 +137,39 @@ pub fn write(target: &str, src: &Sources, out: &Path) -> io::Result<usize> {
                 seeds.push((name.into(), body.as_bytes().to_vec()));
             }
         }
+        "tftp_packet" => {
+            // what the Pi bootloaders and tftp-hpa send, and each other opcode once
+            let rrq = |name: &str, opts: &[(&str, &str)]| {
+                let mut v = vec![0, 1];
+                for f in [name, "octet"] {
+                    v.extend_from_slice(f.as_bytes());
+                    v.push(0);
+                }
+                for (k, val) in opts {
+                    for f in [k, val] {
+                        v.extend_from_slice(f.as_bytes());
+                        v.push(0);
+                    }
+                }
+                v
+            };
+            seeds.push(("rrq-bootcode".into(), rrq("bootcode.bin", &[])));
+            seeds.push((
+                "rrq-options".into(),
+                rrq(
+                    "1a2b3c4d/start.elf",
+                    &[("blksize", "1468"), ("tsize", "0"), ("timeout", "1")],
+                ),
+            ));
+            seeds.push(("rrq-escape".into(), rrq("1a2b3c4d/../../etc/passwd", &[])));
+            seeds.push(("ack".into(), vec![0, 4, 0, 1]));
+            seeds.push(("data".into(), [&[0u8, 3, 0, 1][..], b"hello"].concat()));
+            seeds.push(("error".into(), b"\0\x05\0\x01File not found\0".to_vec()));
+            seeds.push((
+                "oack".into(),
+                b"\0\x06blksize\x001468\0tsize\x001024\0".to_vec(),
+            ));
+        }
         other => {
             return Err(io::Error::other(format!(
                 "no seeds for unknown target {other:?}"
