@@ -351,8 +351,8 @@ pub(super) fn sources<'a>(
 }
 
 /// The digest algorithms a rebuilt package needs: its fingerprint era's and sha256.
-pub(super) fn algos(pkg: &Package) -> (Era, Vec<Algo>) {
-    let era = Era::of(&pkg.fingerprint).unwrap_or(Era::Sha256);
+pub(super) fn algos_for_fingerprint(plan: &Plan) -> (Era, Vec<Algo>) {
+    let era = Era::of(&plan.change.old_fingerprint).unwrap_or(Era::Sha256);
     let mut algos = vec![era.algo(), Algo::Sha256];
     algos.dedup();
     (era, algos)

@@ -1,7 +1,9 @@
 //! The one pass over the input release. Each entry goes straight to the output: an archive
 //! no rule touches is copied as it is read while a worker digests it for verification; a
-//! package a rule may change is read, planned and rebuilt as it passes. `release.MF` is left
-//! for the caller to write last, once every digest and fingerprint has been checked.
+//! package a rule may change is read and planned as it passes, its rebuilt archive counted on
+//! a thread of its own while the stream goes on, and written after the last input entry.
+//! `release.MF` is left for the caller to write last, once every digest and fingerprint has
+//! been checked.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, BufReader, Read, Write};
@@ -72,72 +74,116 @@ pub(super) fn run<W: Write>(
         hits: Vec::new(),
     };
     let write_err = io_err(out);
-    let walked = archive::walk_path(input, &label, |e: &mut Entry<'_>| {
-        if e.kind == EntryKind::Dir {
-            if ["jobs", "packages", "compiled_packages"].contains(&e.name.as_str())
-                && dirs.insert(e.name.clone())
-            {
-                tgz.add_dir(&e.name).map_err(&write_err)?;
-            }
-            return Ok(());
-        }
-        if e.kind != EntryKind::File {
-            return Ok(());
-        }
-        match role(&e.name) {
-            Role::Manifest | Role::Other => {}
-            Role::TopFile => {
-                let bytes = read_small(e)?;
-                tgz.add_bytes(&e.name, Mode::Regular, &bytes)
-                    .map_err(&write_err)?;
-                done.top_files.push((e.name.clone(), bytes));
-            }
-            Role::Archive => {
-                if let Some((dir, _)) = e.name.split_once('/')
-                    && dirs.insert(dir.to_string())
+    // A rebuilt package's counting pass runs on its own thread while the stream goes on; the
+    // package itself is written after the last input entry.
+    std::thread::scope(|s| {
+        let mut pending = Vec::new();
+        let walked = archive::walk_path(input, &label, |e: &mut Entry<'_>| {
+            if e.kind == EntryKind::Dir {
+                if ["jobs", "packages", "compiled_packages"].contains(&e.name.as_str())
+                    && dirs.insert(e.name.clone())
                 {
-                    tgz.add_dir(dir).map_err(&write_err)?;
+                    tgz.add_dir(&e.name).map_err(&write_err)?;
                 }
-                let (outer, files) = algos_for(m, &e.name);
-                let Some(pkg) = candidates.get(&e.name) else {
-                    verifier.copy(e, tgz, outer, files, out)?;
-                    done.copied += 1;
-                    return Ok(());
-                };
-                let c = collect::collect(e, &pkg.name, rules, (&outer, &files), scratch)?;
-                match plan::plan(pkg, &c, rules, blobs, &mut progress)? {
-                    None => {
-                        let original = c.original.as_deref().expect("an unchanged package");
-                        tgz.add_path_as(&e.name, original, Mode::Regular)
-                            .map_err(&write_err)?;
-                        done.copied += 1;
-                    }
-                    Some(p) => {
-                        let mut new = (*pkg).clone();
-                        let (era, algos) = plan::algos(pkg);
-                        let built = rebuild(&p, &c, &algos, &e.name, tgz, out)?;
-                        let change = plan::finish(p, &mut new, era, &built)?;
-                        done.rebuilt.insert(pkg.name.clone(), (new, change));
-                    }
-                }
-                done.archives.insert(e.name.clone(), c.info);
+                return Ok(());
             }
+            if e.kind != EntryKind::File {
+                return Ok(());
+            }
+            match role(&e.name) {
+                Role::Manifest | Role::Other => {}
+                Role::TopFile => {
+                    let bytes = read_small(e)?;
+                    tgz.add_bytes(&e.name, Mode::Regular, &bytes)
+                        .map_err(&write_err)?;
+                    done.top_files.push((e.name.clone(), bytes));
+                }
+                Role::Archive => {
+                    if let Some((dir, _)) = e.name.split_once('/')
+                        && dirs.insert(dir.to_string())
+                    {
+                        tgz.add_dir(dir).map_err(&write_err)?;
+                    }
+                    let (outer, files) = algos_for(m, &e.name);
+                    let Some(pkg) = candidates.get(&e.name) else {
+                        verifier.copy(e, tgz, outer, files, out)?;
+                        done.copied += 1;
+                        return Ok(());
+                    };
+                    let c = collect::collect(e, &pkg.name, rules, (&outer, &files), scratch)?;
+                    match plan::plan(pkg, &c, rules, blobs, &mut progress)? {
+                        None => {
+                            let original = c.original.as_deref().expect("an unchanged package");
+                            tgz.add_path_as(&e.name, original, Mode::Regular)
+                                .map_err(&write_err)?;
+                            done.copied += 1;
+                        }
+                        Some(p) => {
+                            let name = e.name.clone();
+                            let counting = s.spawn(move || count(p, c, &name));
+                            pending.push((e.name.clone(), (*pkg).clone(), counting));
+                            return Ok(());
+                        }
+                    }
+                    done.archives.insert(e.name.clone(), c.info);
+                }
+            }
+            Ok::<(), RewriteError>(())
+        });
+        let verified = verifier.finish();
+        walked?;
+        done.archives.extend(verified);
+        for (name, mut pkg, counting) in pending {
+            let counted = counting.join().expect("the counting pass does not panic")?;
+            let built = write(&counted, &name, tgz, out)?;
+            let Counted {
+                plan: p,
+                collected,
+                era,
+                ..
+            } = counted;
+            let change = plan::finish(p, &mut pkg, era, &built)?;
+            done.rebuilt.insert(pkg.name.clone(), (pkg, change));
+            done.archives.insert(name, collected.info);
         }
         Ok::<(), RewriteError>(())
-    });
-    let verified = verifier.finish();
-    walked?;
-    done.archives.extend(verified);
+    })?;
     done.hits = progress.hits;
     Ok(done)
 }
 
-/// Writes a rebuilt package into the output: once into a counting sink for its size, then
-/// for real through a pipe into the outer tar entry.
-fn rebuild<W: Write>(
-    p: &plan::Plan,
-    c: &collect::Collected,
-    algos: &[Algo],
+/// A rebuilt package after its counting pass.
+struct Counted {
+    plan: plan::Plan,
+    collected: collect::Collected,
+    era: Era,
+    algos: Vec<Algo>,
+    first: inner::Written,
+}
+
+/// The counting pass: the rebuilt archive written into a sink, for its size and digests.
+fn count(p: plan::Plan, c: collect::Collected, name: &str) -> Result<Counted, RewriteError> {
+    let (era, algos) = plan::algos_for_fingerprint(&p);
+    let refs = plan::sources(&p, &c, name)?;
+    let first =
+        inner::write_inner(io::sink(), &refs, &algos).map_err(|error| RewriteError::Io {
+            path: name.to_string(),
+            error,
+        })?;
+    drop(refs);
+    Ok(Counted {
+        plan: p,
+        collected: c,
+        era,
+        algos,
+        first,
+    })
+}
+
+/// Writes a counted package into the output, through a pipe into its tar entry, and checks
+/// that the same bytes came out.
+fn write<W: Write>(
+    k: &Counted,
     name: &str,
     tgz: &mut TarGzWriter<W>,
     out: &Path,
@@ -146,22 +192,21 @@ fn rebuild<W: Write>(
         path: name.to_string(),
         error,
     };
-    let refs = plan::sources(p, c, name)?;
-    let first = inner::write_inner(io::sink(), &refs, algos).map_err(in_err)?;
+    let refs = plan::sources(&k.plan, &k.collected, name)?;
     let second = std::thread::scope(|s| {
         let (r, w) = io::pipe().map_err(in_err)?;
-        let writer = s.spawn(|| inner::write_inner(w, &refs, algos));
-        let added = tgz.add_reader(name, Mode::Regular, first.size, r);
+        let writer = s.spawn(|| inner::write_inner(w, &refs, &k.algos));
+        let added = tgz.add_reader(name, Mode::Regular, k.first.size, r);
         let second = writer.join().expect("the package writer does not panic");
         added.map_err(io_err(out))?;
         second.map_err(in_err)
     })?;
-    if second.digests.get(Algo::Sha256) != first.digests.get(Algo::Sha256) {
+    if second.digests.get(Algo::Sha256) != k.first.digests.get(Algo::Sha256) {
         return Err(in_err(io::Error::other(
             "the rebuilt package came out different the second time",
         )));
     }
-    Ok(first)
+    Ok(second)
 }
 
 /// Digests copied archives on rayon's pool while the main thread streams.

@@ -435,7 +435,7 @@ fn tar_names(path: &Path) -> Vec<String> {
 }
 
 #[test]
-fn one_pass_keeps_the_input_order_and_writes_release_mf_last() {
+fn one_pass_keeps_the_input_order_rebuilt_packages_and_release_mf_last() {
     // a rule that may touch `hello` but does not: that package is copied as it was
     let recipe = format!(
         "{RECIPE}- packages: hello\n  optional: true\n  patch: {{ literal: no-such-text, with: x }}\n"
@@ -456,11 +456,14 @@ fn one_pass_keeps_the_input_order_and_writes_release_mf_last() {
         Some("release.MF"),
         "{names:?}"
     );
-    let input: Vec<String> = tar_names(&sample())
+    // input order, but the rebuilt package comes after the last input entry
+    let rebuilt = "packages/golang-1-linux.tgz".to_string();
+    let mut input: Vec<String> = tar_names(&sample())
         .into_iter()
         .map(|n| n.trim_start_matches("./").trim_end_matches('/').to_string())
-        .filter(|n| n != "release.MF" && !n.is_empty())
+        .filter(|n| n != "release.MF" && !n.is_empty() && *n != rebuilt)
         .collect();
+    input.push(rebuilt);
     let output: Vec<String> = names
         .iter()
         .map(|n| n.trim_end_matches('/').to_string())
