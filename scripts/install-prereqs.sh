@@ -25,7 +25,7 @@ for set in "${@:-test}"; do
       want_apt+=(gcc-arm-linux-gnueabi libc6-dev-armel-cross gcc-aarch64-linux-gnu libc6-dev-arm64-cross
                  golang-go qemu-user-static binfmt-support
                  mmdebstrap arch-test dosfstools mtools e2fsprogs fdisk
-                 device-tree-compiler qemu-system-arm cpio xz-utils zstd
+                 device-tree-compiler qemu-system-arm cpio xz-utils zstd bzip2 git
                  curl ca-certificates tftp-hpa python3 python3-venv g++
                  dnsmasq-base busybox)
       # powerd's block layer: qemu-img/qemu-nbd serve, qemu-io and libnbd's nbdinfo/nbdcopy

@@ -22,6 +22,18 @@ pub struct LockedBlob {
     /// Expected lowercase hex SHA-256 of the file.
     pub sha256: String,
     pub size: u64,
+    /// The name its publisher gives it: the lock URL's last segment, or the given file's name.
+    pub name: String,
+}
+
+/// The last path segment of a URL or path, without a query.
+pub fn file_name(url: &str) -> String {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    path.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(path)
+        .to_string()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +48,8 @@ pub enum BlobError {
     NotGiven(String),
     #[error("no blobs.lock entry `{0}`")]
     NoLock(String),
+    #[error("{0} bytes: too large to wrap into a .tgz (at most 64 MiB)")]
+    TooLargeToWrap(u64),
     #[error("{origin} says it is for {arch}, the recipe targets {target}")]
     WrongArch {
         origin: String,
@@ -46,7 +60,8 @@ pub enum BlobError {
 
 /// Where blobs come from.
 pub trait Blobs {
-    /// The sha256 recorded for `key`, without fetching it (stage keys).
+    /// The pin recorded for `key`, without fetching it (stage keys): the sha256, or
+    /// `tree:<hex>` for a content-pinned source tarball.
     fn sha256(&self, key: &str) -> Result<String, BlobError>;
     /// A verified local copy of the blob, fetched if needed.
     fn get(&self, key: &str) -> Result<LockedBlob, BlobError>;
@@ -79,6 +94,10 @@ impl Blobs for LocalBlobs {
             .ok_or_else(|| BlobError::NotGiven(key.into()))?;
         let (sha256, size) = pifoundry_util::hash::hash_file(path)?;
         Ok(LockedBlob {
+            name: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             path: path.clone(),
             sha256,
             size,
@@ -141,7 +160,7 @@ impl LockedBlobs {
 
 impl Blobs for LockedBlobs {
     fn sha256(&self, key: &str) -> Result<String, BlobError> {
-        Ok(self.lock()?.get(key)?.sha256.clone())
+        Ok(self.lock()?.get(key)?.pin_id())
     }
 
     fn get(&self, key: &str) -> Result<LockedBlob, BlobError> {
@@ -157,13 +176,19 @@ impl Blobs for LockedBlobs {
             });
         }
         let path = self.fetcher()?.ensure(entry)?;
-        let size = std::fs::metadata(&path)
-            .map_err(pifoundry_util::error::at(&path))?
-            .len();
+        let (sha256, size) = match entry.tree {
+            // content-pinned: the cached copy's own bytes (its tree was checked)
+            Some(_) => pifoundry_util::hash::hash_file(&path)?,
+            None => {
+                let meta = std::fs::metadata(&path).map_err(pifoundry_util::error::at(&path))?;
+                (entry.sha256.clone(), meta.len())
+            }
+        };
         Ok(LockedBlob {
             path,
-            sha256: entry.sha256.clone(),
+            sha256,
             size,
+            name: file_name(&entry.url),
         })
     }
 }

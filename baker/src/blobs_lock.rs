@@ -58,8 +58,41 @@ pub enum BlobsLockError {
         key: String,
         msg: String,
     },
-    #[error("unknown blob key {key:?} (not in {origin}; add it with `baker lock add`)")]
+    #[error("unknown blob key {key:?} (not in {origin}; add it with {})", how_to_add(.key))]
     UnknownKey { origin: String, key: String },
+}
+
+/// The command that pins `key`: `baker lock go` for a Go toolchain, else `baker lock add`.
+fn how_to_add(key: &str) -> String {
+    let go = key
+        .strip_prefix("go-")
+        .and_then(|k| k.split_once("-linux-"))
+        .filter(|(v, a)| !v.is_empty() && !a.is_empty());
+    match go {
+        Some((version, arch)) => format!(
+            "`baker lock go {version} --arch {arch}` from the Go project's published checksums, or `baker lock add`)"
+        ),
+        None => format!("`baker lock add {key} URL --arch ARCH --replaces TEXT`)"),
+    }
+}
+
+impl LockEntry {
+    /// How the entry is pinned and by what: `("sha256", hex)` or `("tree", hex)`; the cache
+    /// and mirrors keep blobs under `<kind>/<hex>`.
+    pub fn pin(&self) -> (&'static str, &str) {
+        match &self.tree {
+            Some(t) => ("tree", t),
+            None => ("sha256", &self.sha256),
+        }
+    }
+
+    /// The pin as one string (`tree:<hex>` for content pins), for stage keys and dedup.
+    pub fn pin_id(&self) -> String {
+        match &self.tree {
+            Some(t) => format!("tree:{t}"),
+            None => self.sha256.clone(),
+        }
+    }
 }
 
 /// One pinned blob.
@@ -67,8 +100,13 @@ pub enum BlobsLockError {
 pub struct LockEntry {
     pub key: String,
     pub url: String,
-    /// Lower-case hex.
+    /// Lower-case hex; empty for a content-pinned entry.
     pub sha256: String,
+    /// A content pin instead of `sha256`: the tree hash of the unpacked source tarball
+    /// (`fetch::tree`), which survives re-compression.
+    pub tree: Option<String>,
+    /// With `tree`: symlinks and hard links are allowed in the tree.
+    pub links: bool,
     pub size: Option<u64>,
     /// What the blob runs on; `None` (`any` in the file) for architecture-neutral blobs such as
     /// source tarballs.
@@ -80,7 +118,12 @@ pub struct LockEntry {
 #[serde(deny_unknown_fields)]
 struct EntryBody {
     url: String,
-    sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tree: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    links: bool,
     size: Option<u64>,
     #[serde(with = "arch::or_any")]
     arch: Option<Arch>,
@@ -141,7 +184,9 @@ impl BlobsLock {
             let entry = LockEntry {
                 key,
                 url: b.url,
-                sha256: b.sha256,
+                sha256: b.sha256.unwrap_or_default(),
+                tree: b.tree,
+                links: b.links,
                 size: b.size,
                 arch: b.arch,
                 replaces: b.replaces,
@@ -176,6 +221,7 @@ impl BlobsLock {
     /// Adds or replaces an entry after validating it.
     pub fn insert(&mut self, mut entry: LockEntry) -> Result<(), BlobsLockError> {
         entry.sha256 = entry.sha256.to_ascii_lowercase();
+        entry.tree = entry.tree.map(|t| t.to_ascii_lowercase());
         if let Some(msg) = problem(&entry) {
             return Err(BlobsLockError::Invalid {
                 origin: self.origin.clone(),
@@ -198,7 +244,9 @@ impl BlobsLock {
                         e.key.clone(),
                         EntryBody {
                             url: e.url.clone(),
-                            sha256: e.sha256.clone(),
+                            sha256: (e.tree.is_none()).then(|| e.sha256.clone()),
+                            tree: e.tree.clone(),
+                            links: e.links,
                             size: e.size,
                             arch: e.arch,
                             replaces: e.replaces.clone(),
@@ -228,11 +276,24 @@ fn problem(e: &LockEntry) -> Option<String> {
     if let Err(bad) = KEY.check(&e.key) {
         return Some(format!("key {bad}"));
     }
-    if e.sha256.len() != 64 || !e.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Some(format!(
-            "sha256 {:?} is not 64 hexadecimal digits",
-            e.sha256
-        ));
+    let hex64 = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    match &e.tree {
+        Some(_) if !e.sha256.is_empty() => {
+            return Some("needs one pin: `sha256` (the file) or `tree` (its content)".into());
+        }
+        Some(t) if !hex64(t) => {
+            return Some(format!("tree {t:?} is not 64 hexadecimal digits"));
+        }
+        None if !hex64(&e.sha256) => {
+            return Some(format!(
+                "sha256 {:?} is not 64 hexadecimal digits",
+                e.sha256
+            ));
+        }
+        _ => {}
+    }
+    if e.links && e.tree.is_none() {
+        return Some("`links` only applies to a `tree` pin".into());
     }
     let scheme_ok = ["file://", "http://", "https://"]
         .iter()
@@ -257,6 +318,8 @@ mod tests {
             key: key.into(),
             url: format!("https://example.invalid/{key}.tar.gz"),
             sha256: SHA.into(),
+            tree: None,
+            links: false,
             size: Some(42),
             arch: Some(Arch::Armv6l),
             replaces: Some("amd64 toolchain".into()),

@@ -10,6 +10,7 @@ pub use pifoundry_bosh::{archive, release, stemcell};
 pub mod audit;
 pub mod bake;
 pub mod blobs;
+pub mod blobs_go;
 pub mod blobs_lock;
 pub mod bootcheck;
 pub mod cmd;

@@ -10,7 +10,7 @@
 //!   an error.
 //!
 //! Archives that are corrupt, truncated or unsafe are errors: they may hide code the audit did
-//! not see. Archives it deliberately skips (bzip2/zstd, zips with data descriptors) and ARM
+//! not see. Archives it deliberately skips (zstd, zips with data descriptors) and ARM
 //! code whose level is unknown are warnings.
 
 pub mod elf;

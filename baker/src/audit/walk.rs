@@ -28,6 +28,7 @@ pub trait Sink {
 enum Kind {
     TarGz,
     TarXz,
+    TarBz2,
     Tar,
     Zip,
     /// `ar`: static libraries (`.a`) and Debian packages (`.deb`).
@@ -56,7 +57,7 @@ fn kind_of(name: &str) -> Kind {
     } else if n.ends_with(".xz") {
         Kind::Xz
     } else if n.ends_with(".tar.bz2") || n.ends_with(".tbz2") || n.ends_with(".tbz") {
-        Kind::Unsupported("bzip2")
+        Kind::TarBz2
     } else if n.ends_with(".tar.zst") || n.ends_with(".tzst") {
         Kind::Unsupported("zstd")
     } else {
@@ -121,6 +122,11 @@ impl<S: Sink> Walker<'_, S> {
             Kind::TarXz => {
                 let xz = liblzma::read::XzDecoder::new(&mut *r);
                 self.tar(prefix, BufReader::new(xz), depth)
+            }
+            // BOSH releases carry autotools sources as .tar.bz2 (libmnl in garden-runc).
+            Kind::TarBz2 => {
+                let bz = bzip2::read::MultiBzDecoder::new(&mut *r);
+                self.tar(prefix, BufReader::new(bz), depth)
             }
             Kind::Zip => self.zip(prefix, &mut *r, depth),
             Kind::Ar => self.ar(prefix, &mut *r, depth),

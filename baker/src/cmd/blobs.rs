@@ -79,6 +79,23 @@ pub enum LockCommand {
         #[command(flatten)]
         cache: CacheArgs,
     },
+    /// Record Go toolchain VERSION's linux builds from the Go project's download index
+    /// (published sha256 and size; nothing is downloaded)
+    Go {
+        /// e.g. 1.25.14
+        version: String,
+        /// Architectures to record (repeatable)
+        #[arg(long = "arch", default_values = ["amd64", "arm64", "armv6l"])]
+        arches: Vec<Arch>,
+        /// The index to read
+        #[arg(long, default_value = crate::blobs_go::GO_INDEX)]
+        index: String,
+        /// Overwrite entries whose pin differs
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -126,6 +143,8 @@ pub fn lock(args: LockArgs) -> Result<()> {
                 key: key.clone(),
                 url,
                 sha256: got.sha256.clone(),
+                tree: None,
+                links: false,
                 size: Some(got.size),
                 arch,
                 replaces,
@@ -139,7 +158,57 @@ pub fn lock(args: LockArgs) -> Result<()> {
             );
             Ok(())
         }
+        LockCommand::Go {
+            version,
+            arches,
+            index,
+            force,
+            cache,
+        } => lock_go(&args.lock, &version, &arches, &index, force, &cache),
     }
+}
+
+/// `baker lock go`: every requested build must be in the index; entries already pinned the
+/// same way are left alone.
+fn lock_go(
+    lock_path: &std::path::Path,
+    version: &str,
+    arches: &[Arch],
+    index: &str,
+    force: bool,
+    cache: &CacheArgs,
+) -> Result<()> {
+    let fetcher = Fetcher::new(cache.options())?;
+    let json = fetcher.read_document("Go download index", index, 256 << 20)?;
+    let entries = crate::blobs_go::entries(&json, index, version, arches)?;
+    let mut lock = BlobsLock::load_or_empty(lock_path)?;
+    for e in &entries {
+        if let Ok(old) = lock.get(&e.key) {
+            if old.sha256 == e.sha256 && old.url == e.url && old.size == e.size {
+                println!("{}: already pinned", e.key);
+                continue;
+            }
+            if !force {
+                bail!(
+                    "{}: blob {:?} is pinned to sha256 {}, the index says {} (pass --force to replace it)",
+                    lock_path.display(),
+                    e.key,
+                    old.sha256,
+                    e.sha256
+                );
+            }
+        }
+        lock.insert(e.clone())?;
+        println!(
+            "{}: sha256 {} size {} -> {}",
+            e.key,
+            e.sha256,
+            e.size.unwrap_or_default(),
+            lock_path.display()
+        );
+    }
+    lock.save(lock_path)?;
+    Ok(())
 }
 
 pub fn fetch(args: FetchCmd) -> Result<()> {

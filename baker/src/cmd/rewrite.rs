@@ -147,6 +147,19 @@ fn human(s: &Summary) -> String {
                 "    blob    {} -> {} ({})",
                 b.old_path, b.new_path, b.key
             );
+            if let Some(member) = &b.tgz_member {
+                let _ = writeln!(o, "      a .tgz holding {} as member {member}", b.content);
+            }
+            if b.kept_name {
+                let _ = writeln!(
+                    o,
+                    "      kept name {} no longer describes its content, {}",
+                    b.old_path, b.content
+                );
+            }
+            if let Some(v) = &b.version_change {
+                let _ = writeln!(o, "      version change {v}");
+            }
         }
         for f in &c.patched {
             let _ = writeln!(o, "    patched {f}");

@@ -54,7 +54,12 @@ impl Cache {
 
     /// Where the blob with this sha256 lives (whether or not it is there yet).
     pub fn blob_path(&self, sha256: &str) -> PathBuf {
-        self.blobs.join("sha256").join(&sha256[..2]).join(sha256)
+        self.pinned_path("sha256", sha256)
+    }
+
+    /// Where a blob pinned by `kind` (`sha256`, or `tree` for content pins) lives.
+    pub fn pinned_path(&self, kind: &str, hex: &str) -> PathBuf {
+        self.blobs.join(kind).join(&hex[..2]).join(hex)
     }
 
     /// Removes downloads left in `tmp/` by killed processes (older than `max_age`, so that a
@@ -94,7 +99,11 @@ impl Cache {
 
     /// Moves a verified download into place.
     pub fn commit(&self, staged: Staged, sha256: &str) -> Result<PathBuf, FetchError> {
-        let dest = self.blob_path(sha256);
+        self.commit_to(staged, self.blob_path(sha256))
+    }
+
+    /// Moves a verified download to `dest` (a [`Cache::pinned_path`]).
+    pub fn commit_to(&self, staged: Staged, dest: PathBuf) -> Result<PathBuf, FetchError> {
         let parent = dest.parent().expect("blob path has a parent");
         std::fs::create_dir_all(parent).map_err(|e| cache_err(parent, e))?;
         let file = staged
@@ -117,6 +126,13 @@ impl Staged {
 
     pub fn is_empty(&self) -> bool {
         self.0.count == 0
+    }
+
+    /// Flushes what was written and returns the temporary file's path (to check it).
+    pub fn flushed_path(&mut self) -> std::io::Result<&Path> {
+        use std::io::Write;
+        self.0.inner.flush()?;
+        Ok(self.0.inner.get_ref().path())
     }
 
     /// Lower-case hex sha256 of everything written so far.

@@ -16,6 +16,7 @@
 
 mod cache;
 mod source;
+pub mod tree;
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read, Write};
@@ -47,9 +48,25 @@ pub enum FetchError {
         expected: u64,
         actual: String,
     },
+    #[error(
+        "blob {key}: content pin mismatch from {from}: expected tree {expected}, got {actual} ({files} files)"
+    )]
+    TreeMismatch {
+        key: String,
+        from: String,
+        expected: String,
+        actual: String,
+        files: usize,
+    },
+    #[error("blob {key}: {from}: {error}")]
+    Tree {
+        key: String,
+        from: String,
+        error: String,
+    },
     #[error("blob {key}: {from}: not found")]
     NotFound { key: String, from: String },
-    #[error("blob {key} (sha256 {sha256}) is not in mirror {mirror} (tried {tried})")]
+    #[error("blob {key} (pin {sha256}) is not in mirror {mirror} (tried {tried})")]
     NotInMirror {
         key: String,
         sha256: String,
@@ -173,12 +190,13 @@ impl Fetcher {
 
     /// The verified cached path of `entry`, downloading it first if needed.
     pub fn ensure(&self, entry: &LockEntry) -> Result<PathBuf, FetchError> {
-        let dest = self.cache.blob_path(&entry.sha256);
+        let (kind, hex) = entry.pin();
+        let dest = self.cache.pinned_path(kind, hex);
         if dest.is_file() && self.verify_cached(entry, &dest)? {
             return Ok(dest);
         }
         let sources = match &self.mirror {
-            Some(m) => m.candidates(&entry.sha256),
+            Some(m) => m.candidates_for(kind, hex),
             None => vec![entry.url.clone()],
         };
         let mut tried = Vec::new();
@@ -192,7 +210,7 @@ impl Fetcher {
         Err(match &self.mirror {
             Some(m) => FetchError::NotInMirror {
                 key: entry.key.clone(),
-                sha256: entry.sha256.clone(),
+                sha256: entry.pin_id(),
                 mirror: m.describe(),
                 tried: tried.join(", "),
             },
@@ -211,9 +229,9 @@ impl Fetcher {
     /// Ensures every entry, `jobs` at a time; blobs shared by several keys download once.
     /// Paths come back in the order of `entries`. Every failure is reported, not just the first.
     pub fn ensure_all(&self, entries: &[&LockEntry]) -> Result<Vec<PathBuf>, FetchError> {
-        let mut unique: BTreeMap<&str, &LockEntry> = BTreeMap::new();
+        let mut unique: BTreeMap<String, &LockEntry> = BTreeMap::new();
         for e in entries {
-            unique.entry(e.sha256.as_str()).or_insert(e);
+            unique.entry(e.pin_id()).or_insert(e);
         }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(self.opts.jobs.max(1))
@@ -222,7 +240,7 @@ impl Fetcher {
         let results: Vec<(&str, Result<PathBuf, FetchError>)> = pool.install(|| {
             unique
                 .par_iter()
-                .map(|(sha, e)| (*sha, self.ensure(e)))
+                .map(|(pin, e)| (pin.as_str(), self.ensure(e)))
                 .collect()
         });
         let mut paths = BTreeMap::new();
@@ -238,11 +256,55 @@ impl Fetcher {
         match errors.len() {
             0 => Ok(entries
                 .iter()
-                .map(|e| paths[e.sha256.as_str()].clone())
+                .map(|e| paths[e.pin_id().as_str()].clone())
                 .collect()),
             1 => Err(errors.pop().unwrap()),
             _ => Err(FetchError::Many(errors)),
         }
+    }
+
+    /// Reads a small document (an index) from `url` into memory, at most `max` bytes; not
+    /// cached. Transient failures are retried like downloads.
+    pub fn read_document(&self, what: &str, url: &str, max: u64) -> Result<Vec<u8>, FetchError> {
+        let attempts = self.opts.retries + 1;
+        let mut delay = self.opts.backoff;
+        for attempt in 1..=attempts {
+            let err = match self.opener.open(url) {
+                Ok(opened) => {
+                    let mut body = Vec::new();
+                    match opened.reader.take(max + 1).read_to_end(&mut body) {
+                        Ok(_) if body.len() as u64 > max => {
+                            SourceError::Fatal(format!("larger than {max} bytes"))
+                        }
+                        Ok(_) => return Ok(body),
+                        Err(e) => SourceError::Transient(format!("reading: {e}")),
+                    }
+                }
+                Err(e) => e,
+            };
+            match err {
+                SourceError::NotFound => {
+                    return Err(FetchError::NotFound {
+                        key: what.into(),
+                        from: url.into(),
+                    });
+                }
+                SourceError::Transient(msg) if attempt < attempts => {
+                    eprintln!("warning: {what}: {url}: {msg}; retrying in {delay:?}");
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                }
+                SourceError::Transient(msg) | SourceError::Fatal(msg) => {
+                    return Err(FetchError::Source {
+                        key: what.into(),
+                        from: url.into(),
+                        msg,
+                        attempts: attempt,
+                    });
+                }
+            }
+        }
+        unreachable!("the last attempt returns")
     }
 
     /// Downloads `url` (no pin yet) into the cache and reports what it got: `baker lock add`.
@@ -252,11 +314,18 @@ impl Fetcher {
 
     /// Re-hashes a cached blob; a corrupt one is removed so that it gets fetched again.
     fn verify_cached(&self, entry: &LockEntry, path: &Path) -> Result<bool, FetchError> {
-        let (sha, len) = pifoundry_util::hash::hash_file(path).map_err(|e| FetchError::Cache {
-            path: e.path,
-            error: e.error,
-        })?;
-        if sha == entry.sha256 && entry.size.is_none_or(|s| s == len) {
+        let good = match &entry.tree {
+            Some(t) => tree::tree_hash_file(path, entry.links).is_ok_and(|got| got.hash == *t),
+            None => {
+                let (sha, len) =
+                    pifoundry_util::hash::hash_file(path).map_err(|e| FetchError::Cache {
+                        path: e.path,
+                        error: e.error,
+                    })?;
+                sha == entry.sha256 && entry.size.is_none_or(|s| s == len)
+            }
+        };
+        if good {
             return Ok(true);
         }
         eprintln!(
@@ -344,6 +413,40 @@ impl Fetcher {
         }
         bar.finish_and_clear();
         let (sha, size) = (staged.digest(), staged.len());
+        if let Some(pin) = pin
+            && let Some(want) = &pin.tree
+        {
+            // a content pin: the tree as unpacked must match, whatever the compression
+            let path = staged
+                .flushed_path()
+                .map_err(|error| Attempt::Failed(cache_io(self, error)))?;
+            let got = tree::tree_hash_file(path, pin.links).map_err(|e| {
+                Attempt::Failed(FetchError::Tree {
+                    key: key.into(),
+                    from: from.into(),
+                    error: e.to_string(),
+                })
+            })?;
+            if got.hash != *want {
+                return Err(Attempt::Failed(FetchError::TreeMismatch {
+                    key: key.into(),
+                    from: from.into(),
+                    expected: want.clone(),
+                    actual: got.hash,
+                    files: got.files,
+                }));
+            }
+            let dest = self.cache.pinned_path("tree", want);
+            let path = self
+                .cache
+                .commit_to(staged, dest)
+                .map_err(Attempt::Failed)?;
+            return Ok(Fetched {
+                path,
+                sha256: sha,
+                size,
+            });
+        }
         if let Some(pin) = pin {
             if let Some(expected) = pin.size
                 && expected != size

@@ -70,9 +70,15 @@ impl Mirror {
 
     /// Candidate URLs for a blob, in lookup order.
     pub fn candidates(&self, sha256: &str) -> Vec<String> {
+        self.candidates_for("sha256", sha256)
+    }
+
+    /// Candidate URLs for a blob pinned by `kind` (`sha256`, or `tree` for content pins):
+    /// `<mirror>/<kind>/<hex>`, then `<mirror>/<kind>/<hex[..2]>/<hex>`.
+    pub fn candidates_for(&self, kind: &str, hex: &str) -> Vec<String> {
         let rels = [
-            format!("sha256/{sha256}"),
-            format!("sha256/{}/{sha256}", &sha256[..2]),
+            format!("{kind}/{hex}"),
+            format!("{kind}/{}/{hex}", &hex[..2]),
         ];
         match self {
             Mirror::Dir(d) => rels

@@ -62,9 +62,19 @@ pub struct Rule {
 pub struct Replace {
     /// Key in `blobs.lock`.
     pub blob: String,
-    /// New path inside the package (handlebars); the old path if absent.
+    /// New path inside the package (handlebars); the old path if absent. Keep the old name
+    /// only where the packaging needs it exactly: the summary says when it no longer
+    /// describes the content.
     #[serde(default)]
     pub path: Option<String>,
+    /// Why the swap may change the version in the file name (`1.23.1` to `1.23.2`); without
+    /// it such a swap is refused. The summary prints the change and this reason.
+    #[serde(default)]
+    pub version_change: Option<String>,
+    /// Swap in a `.tgz` holding the blob as the one member of exactly this name (mode 0755):
+    /// for packaging that runs `tar -xzf x.tgz NAME` on a blob published as a bare binary.
+    #[serde(default)]
+    pub tgz_member: Option<String>,
 }
 
 /// Substitute text in a package script.
@@ -232,9 +242,19 @@ impl Rule {
         }
         let action = if let Some(r) = &self.replace {
             let path = r.path.as_deref().map(render).transpose()?;
+            if let Some(m) = &r.tgz_member
+                && (m.is_empty() || m.contains('/') || m == "." || m == "..")
+            {
+                return Err((
+                    format!("{label}.replace.tgz_member"),
+                    format!("{m:?} must be a plain file name (no `./`, no `/`)"),
+                ));
+            }
             Action::Replace(Replace {
                 blob: r.blob.clone(),
                 path,
+                version_change: r.version_change.clone(),
+                tgz_member: r.tgz_member.clone(),
             })
         } else if let Some(p) = &self.patch {
             let with = render(&p.with)?;

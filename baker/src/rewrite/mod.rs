@@ -1,11 +1,14 @@
-//! `rewrite-release`: apply a release recipe to an upstream release tarball. Only packages a
-//! rule touches are rebuilt (new deterministic archive, same-era fingerprint, `sha256:`
-//! digest); every other archive is copied byte for byte.
+//! `rewrite-release`: apply a release recipe to an upstream release tarball in one streaming
+//! pass. Only packages a rule touches are rebuilt (new deterministic archive, same-era
+//! fingerprint, `sha256:` digest); every other archive is copied byte for byte as it is read.
 
+mod collect;
+mod inner;
 mod plan;
+mod stream;
 
 use std::fs;
-use std::io;
+use std::io::{self, BufWriter};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -14,8 +17,9 @@ use pifoundry_util::Arch;
 use pifoundry_util::atomic::AtomicFile;
 use serde::Serialize;
 
-use crate::recipe::release::{CompiledRule, ReleaseRecipe};
-use crate::release::{self, ReleaseError, writer};
+use crate::archive::{Mode, TarGzWriter};
+use crate::recipe::release::{Action, CompiledRule, ReleaseRecipe};
+use crate::release::{self, ReleaseError, ReleaseTarball};
 
 use crate::blobs::{BlobError, Blobs};
 pub use plan::{BlobSwap, PackageChange};
@@ -74,7 +78,7 @@ pub struct Summary {
     pub copied_archives: usize,
 }
 
-/// Rewrites `input` into `out` (atomically).
+/// Rewrites `input` into `out` (atomically), in one pass over the input.
 pub fn rewrite(
     input: &Path,
     recipe: &ReleaseRecipe,
@@ -95,53 +99,62 @@ pub fn rewrite(
             found: m.name,
         });
     }
+    for rule in rules {
+        if let Action::Unsupported(message) = &rule.action
+            && let Some(pkg) = m.packages.iter().find(|p| rule.packages.is_match(&p.name))
+        {
+            return Err(RewriteError::Unsupported {
+                rule: rule.label.clone(),
+                package: pkg.name.clone(),
+                message: message.clone(),
+            });
+        }
+    }
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     let work = tempfile::tempdir_in(&parent).map_err(io_err(&parent))?;
-    let spool = work.path().join("in");
-    let rel = release::read(input, Some(&spool))?;
-    // Self-check before changing anything: a package built with pre_packaging (or a corrupt
-    // input) would otherwise get a wrong fingerprint.
-    release::verify(&rel)?;
-
-    let mut plans = plan::plan(&rel, recipe, rules, blobs)?;
-    let mut manifest = rel.manifest.clone();
-    let old_version = manifest.version.clone();
-    manifest.version = format!("{old_version}{}", recipe.version_suffix);
-    let mut archives = rel.spooled().expect("read with a spool");
-    let built_dir = work.path().join("built");
-    fs::create_dir_all(&built_dir).map_err(io_err(&built_dir))?;
-    let mut changed = Vec::new();
-    for pkg in manifest.packages.iter_mut() {
-        let Some(p) = plans.remove(&pkg.name) else {
-            continue;
-        };
-        let archive = format!("packages/{}.tgz", pkg.name);
-        let dest = built_dir.join(format!("{}.tgz", pkg.name));
-        let rebuilt = plan::build(
-            &rel.archives[&archive],
-            p,
-            pkg,
-            &dest,
-            &work.path().join("x"),
-        )?;
-        let Some(change) = rebuilt else { continue };
-        archives.insert(archive, dest);
-        changed.push(change);
-    }
-    let copied_archives = archives.len() - changed.len();
-
-    let parts = writer::Parts {
-        manifest: &manifest,
-        archives: &archives,
-        top_files: &rel.top_files,
-    };
     let file = AtomicFile::create(out).map_err(|e| io_err(&e.path)(e.error))?;
     // Every payload entry is a gzip archive already: store it (still gzip, as directors
     // need) instead of deflating a second time, which would cost more than the rest.
-    let file = writer::write(file, &parts, Compression::none()).map_err(io_err(out))?;
+    let mut tgz =
+        TarGzWriter::with_level(BufWriter::with_capacity(1 << 20, file), Compression::none());
+    let done = stream::run(input, &m, rules, blobs, work.path(), &mut tgz, out)?;
+    // The input is checked as it passes; nothing is committed unless all of it is sound (a
+    // package built with pre_packaging would otherwise get a wrong fingerprint).
+    let rel = ReleaseTarball {
+        manifest: m,
+        manifest_bytes: Vec::new(),
+        archives: done.archives,
+        top_files: done.top_files,
+    };
+    release::verify(&rel)?;
+    for (rule, hits) in rules.iter().zip(&done.hits) {
+        if *hits == 0 && !rule.optional && !matches!(rule.action, Action::Unsupported(_)) {
+            return Err(RewriteError::NoMatch {
+                rule: rule.label.clone(),
+            });
+        }
+    }
+    let mut manifest = rel.manifest;
+    let old_version = manifest.version.clone();
+    manifest.version = format!("{old_version}{}", recipe.version_suffix);
+    let mut rebuilt = done.rebuilt;
+    let mut changed = Vec::new();
+    for pkg in manifest.packages.iter_mut() {
+        if let Some((new, change)) = rebuilt.remove(&pkg.name) {
+            *pkg = new;
+            changed.push(change);
+        }
+    }
+    // Written last: the director unpacks the whole tarball before reading it.
+    tgz.add_bytes("release.MF", Mode::Regular, manifest.to_yaml().as_bytes())
+        .map_err(io_err(out))?;
+    let file = tgz
+        .finish()
+        .and_then(|b| b.into_inner().map_err(|e| e.into_error()))
+        .map_err(io_err(out))?;
     file.commit().map_err(|e| io_err(&e.path)(e.error))?;
     fs::set_permissions(out, fs::Permissions::from_mode(0o644)).map_err(io_err(out))?;
     Ok(Summary {
@@ -151,6 +164,6 @@ pub fn rewrite(
         output: out.to_path_buf(),
         target: recipe.target,
         changed,
-        copied_archives,
+        copied_archives: done.copied,
     })
 }

@@ -3,23 +3,19 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::Read;
-use std::path::Path;
 
 use serde::Serialize;
 
-use crate::archive::{self, ArchiveError, Entry, EntryKind, Mode};
-use crate::recipe::release::{Action, CompiledRule, Find, ReleaseRecipe};
-use crate::release::digest::Algo;
+use crate::archive::{ArchiveError, Mode, TarGzWriter};
+use crate::blobs::{Blobs, LockedBlob};
+use crate::recipe::release::{Action, CompiledRule, Find};
+use crate::release::digest::{Algo, HashingReader};
 use crate::release::fingerprint::{self, Era, FileMode, Resource};
 use crate::release::manifest::Package;
-use crate::release::writer::{Content, InnerFile, build_inner};
-use crate::release::{ArchiveInfo, ReleaseTarball};
 
+use super::collect::{Collected, Held, MAX_PATCHED_FILE};
+use super::inner::{InnerRef, Src, Written};
 use super::{RewriteError, io_err};
-use crate::blobs::{Blobs, LockedBlob};
-
-const MAX_PATCHED_FILE: u64 = 16 << 20;
 
 /// One package's changes, for the summary.
 #[derive(Debug, Default, Serialize)]
@@ -39,6 +35,26 @@ pub struct BlobSwap {
     pub old_path: String,
     pub new_path: String,
     pub sha256: String,
+    /// The blob's own file name (from its URL).
+    pub content: String,
+    /// The old file name was kept although it no longer describes the content.
+    pub kept_name: bool,
+    /// `1.23.1 -> 1.23.2: <the recipe's reason>` when the swap changes the version.
+    pub version_change: Option<String>,
+    /// The blob went in as the one member of a `.tgz`, under this name.
+    pub tgz_member: Option<String>,
+}
+
+/// The first dotted version number in a file name: `go1.23.2.linux-amd64.tar.gz` → `1.23.2`.
+fn version_in(name: &str) -> Option<&str> {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| regex::Regex::new(r"\d+(?:\.\d+)+").expect("valid"));
+    let base = name.rsplit('/').next().unwrap_or(name);
+    re.find(base).map(|m| m.as_str().trim_end_matches('.'))
+}
+
+fn base(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
 }
 
 enum Source {
@@ -58,30 +74,26 @@ pub(super) struct Plan {
 }
 
 impl Plan {
-    fn new(info: &ArchiveInfo, pkg: &Package) -> Result<Self, RewriteError> {
-        let listed = info.files.as_ref().map_err(|message| RewriteError::Rule {
-            rule: "reading".into(),
-            package: pkg.name.clone(),
-            message: message.clone(),
-        })?;
-        let files = listed
+    fn new(c: &Collected, pkg: &Package) -> Self {
+        let files = c
+            .files
             .iter()
-            .map(|f| {
+            .map(|(name, (mode, _))| {
                 let planned = PlannedFile {
                     source: Source::Keep,
-                    mode: f.mode,
+                    mode: *mode,
                 };
-                (f.name.clone(), planned)
+                (name.clone(), planned)
             })
             .collect();
-        Ok(Self {
+        Self {
             files,
             change: PackageChange {
                 package: pkg.name.clone(),
                 old_fingerprint: pkg.fingerprint.clone(),
                 ..PackageChange::default()
             },
-        })
+        }
     }
 
     fn touched(&self) -> bool {
@@ -90,161 +102,213 @@ impl Plan {
     }
 }
 
-/// Works out every package's new file list. Fails on the first rule that cannot apply.
+/// Blobs resolved so far and how many changes each rule made, across packages.
+pub(super) struct Progress {
+    pub resolved: HashMap<String, LockedBlob>,
+    pub hits: Vec<usize>,
+}
+
+/// Applies every rule matching `pkg` to its collected files, in recipe order; `None` when
+/// nothing changes. Fails on the first rule that cannot apply.
 pub(super) fn plan(
-    rel: &ReleaseTarball,
-    _recipe: &ReleaseRecipe,
+    pkg: &Package,
+    c: &Collected,
     rules: &[CompiledRule],
     blobs: &dyn Blobs,
-) -> Result<BTreeMap<String, Plan>, RewriteError> {
-    let mut plans: BTreeMap<String, Plan> = BTreeMap::new();
-    let mut resolved: HashMap<String, LockedBlob> = HashMap::new();
-    for rule in rules {
-        let matched: Vec<&Package> = rel
-            .manifest
-            .packages
-            .iter()
-            .filter(|p| rule.packages.is_match(&p.name))
-            .collect();
+    progress: &mut Progress,
+) -> Result<Option<Plan>, RewriteError> {
+    let mut plan = Plan::new(c, pkg);
+    for (i, rule) in rules.iter().enumerate() {
+        if !rule.packages.is_match(&pkg.name) {
+            continue;
+        }
         let rule_err = |package: &str, message: String| RewriteError::Rule {
             rule: rule.label.clone(),
             package: package.to_string(),
             message,
         };
         let mut hits = 0usize;
-        for pkg in matched {
-            if let Action::Unsupported(message) = &rule.action {
-                return Err(RewriteError::Unsupported {
-                    rule: rule.label.clone(),
-                    package: pkg.name.clone(),
-                    message: message.clone(),
-                });
-            }
-            let archive = format!("packages/{}.tgz", pkg.name);
-            let info = &rel.archives[&archive];
-            if !plans.contains_key(&pkg.name) {
-                plans.insert(pkg.name.clone(), Plan::new(info, pkg)?);
-            }
-            let plan = plans.get_mut(&pkg.name).expect("just inserted");
-            let selected: Vec<String> = match &rule.files {
-                Some(g) => plan
-                    .files
-                    .iter()
-                    .filter(|(n, f)| g.is_match(n) && f.mode != FileMode::Symlink)
-                    .map(|(n, _)| n.clone())
-                    .collect(),
-                None => vec![],
-            };
-            match &rule.action {
-                Action::Unsupported(_) => unreachable!("returned above"),
-                Action::Replace(r) => {
-                    if r.path.is_some() && selected.len() > 1 {
+        let selected: Vec<String> = match &rule.files {
+            Some(g) => plan
+                .files
+                .iter()
+                .filter(|(n, f)| g.is_match(n) && f.mode != FileMode::Symlink)
+                .map(|(n, _)| n.clone())
+                .collect(),
+            None => vec![],
+        };
+        match &rule.action {
+            Action::Unsupported(_) => {}
+            Action::Replace(r) => {
+                if r.path.is_some() && selected.len() > 1 {
+                    return Err(rule_err(
+                        &pkg.name,
+                        format!("a new path needs exactly one matching file, got {selected:?}"),
+                    ));
+                }
+                for old in selected {
+                    if !progress.resolved.contains_key(&r.blob) {
+                        let blob = blobs.get(&r.blob).map_err(|error| RewriteError::Blob {
+                            key: r.blob.clone(),
+                            error: Box::new(error),
+                        })?;
+                        progress.resolved.insert(r.blob.clone(), blob);
+                    }
+                    let blob = progress.resolved[&r.blob].clone();
+                    // a bare file name stays in the matched file's directory
+                    let new = match (&r.path, old.rsplit_once('/')) {
+                        (Some(p), Some((dir, _))) if !p.contains('/') => format!("{dir}/{p}"),
+                        (Some(p), _) => p.clone(),
+                        (None, _) => old.clone(),
+                    };
+                    let (was, is) = (version_in(&old), version_in(&blob.name));
+                    let version_change = match (was, is, &r.version_change) {
+                        (Some(a), Some(b), why) if a != b => match why {
+                            Some(why) => Some(format!("{a} -> {b}: {why}")),
+                            None => {
+                                return Err(rule_err(
+                                    &pkg.name,
+                                    format!(
+                                        "{old} is version {a} but blob {} ({}) is {b}: swap in {a}, or declare the change with `version_change`",
+                                        r.blob, blob.name
+                                    ),
+                                ));
+                            }
+                        },
+                        _ => None,
+                    };
+                    if let (Some(named), Some(b)) = (version_in(&new), is)
+                        && named != b
+                    {
                         return Err(rule_err(
                             &pkg.name,
-                            format!("a new path needs exactly one matching file, got {selected:?}"),
+                            format!(
+                                "new path {new} names version {named}, blob {} is {b}",
+                                r.blob
+                            ),
                         ));
                     }
-                    for old in selected {
-                        if !resolved.contains_key(&r.blob) {
-                            let blob = blobs.get(&r.blob).map_err(|error| RewriteError::Blob {
-                                key: r.blob.clone(),
-                                error: Box::new(error),
-                            })?;
-                            resolved.insert(r.blob.clone(), blob);
-                        }
-                        let blob = resolved[&r.blob].clone();
-                        let new = r.path.clone().unwrap_or_else(|| old.clone());
-                        plan.files.remove(&old);
-                        plan.change.blobs.push(BlobSwap {
-                            key: r.blob.clone(),
-                            old_path: old,
-                            new_path: new.clone(),
-                            sha256: blob.sha256.clone(),
-                        });
-                        let planned = PlannedFile {
-                            source: Source::Blob(blob),
-                            mode: FileMode::Regular,
-                        };
-                        plan.files.insert(new, planned);
-                        hits += 1;
-                    }
-                }
-                Action::Remove => {
-                    for old in selected {
-                        plan.files.remove(&old);
-                        plan.change.removed.push(old);
-                        hits += 1;
-                    }
-                }
-                Action::Patch { file, find, with } => {
-                    let Some(planned) = plan.files.get_mut(file) else {
-                        continue;
-                    };
-                    let text = match &planned.source {
-                        Source::Keep => read_member(info, file)?,
-                        Source::Bytes(b) => b.clone(),
-                        Source::Blob(_) => {
-                            return Err(rule_err(&pkg.name, format!("{file} is a swapped blob")));
-                        }
-                    };
-                    let text = String::from_utf8(text)
-                        .map_err(|_| rule_err(&pkg.name, format!("{file} is not UTF-8 text")))?;
-                    let patched = match find {
-                        Find::Literal(l) => text.replace(l.as_str(), with),
-                        Find::Regex(r) => r.replace_all(&text, with.as_str()).into_owned(),
-                    };
-                    if patched != text {
-                        planned.source = Source::Bytes(patched.into_bytes());
-                        plan.change.patched.push(file.clone());
-                        hits += 1;
-                    }
-                }
-                Action::Add(a) => {
-                    let mode = if a.executable {
-                        FileMode::Executable
-                    } else {
-                        FileMode::Regular
+                    let kept_name =
+                        r.path.is_none() && r.tgz_member.is_none() && base(&old) != blob.name;
+                    plan.files.remove(&old);
+                    plan.change.blobs.push(BlobSwap {
+                        key: r.blob.clone(),
+                        old_path: old,
+                        new_path: new.clone(),
+                        sha256: blob.sha256.clone(),
+                        content: blob.name.clone(),
+                        kept_name,
+                        version_change,
+                        tgz_member: r.tgz_member.clone(),
+                    });
+                    let source = match &r.tgz_member {
+                        Some(member) => Source::Bytes(wrap(&blob, member, &r.blob)?),
+                        None => Source::Blob(blob),
                     };
                     let planned = PlannedFile {
-                        source: Source::Bytes(a.content.clone().into_bytes()),
-                        mode,
+                        source,
+                        mode: FileMode::Regular,
                     };
-                    plan.files.insert(a.path.clone(), planned);
-                    plan.change.added.push(a.path.clone());
+                    plan.files.insert(new, planned);
                     hits += 1;
                 }
             }
+            Action::Remove => {
+                for old in selected {
+                    plan.files.remove(&old);
+                    plan.change.removed.push(old);
+                    hits += 1;
+                }
+            }
+            Action::Patch { file, find, with } => {
+                let Some(planned) = plan.files.get_mut(file) else {
+                    continue;
+                };
+                let text = match &planned.source {
+                    Source::Keep => read_member(c, &pkg.name, file)?,
+                    Source::Bytes(b) => b.clone(),
+                    Source::Blob(_) => {
+                        return Err(rule_err(&pkg.name, format!("{file} is a swapped blob")));
+                    }
+                };
+                let text = String::from_utf8(text)
+                    .map_err(|_| rule_err(&pkg.name, format!("{file} is not UTF-8 text")))?;
+                let patched = match find {
+                    Find::Literal(l) => text.replace(l.as_str(), with),
+                    Find::Regex(r) => r.replace_all(&text, with.as_str()).into_owned(),
+                };
+                if patched != text {
+                    planned.source = Source::Bytes(patched.into_bytes());
+                    plan.change.patched.push(file.clone());
+                    hits += 1;
+                }
+            }
+            Action::Add(a) => {
+                let mode = if a.executable {
+                    FileMode::Executable
+                } else {
+                    FileMode::Regular
+                };
+                let planned = PlannedFile {
+                    source: Source::Bytes(a.content.clone().into_bytes()),
+                    mode,
+                };
+                plan.files.insert(a.path.clone(), planned);
+                plan.change.added.push(a.path.clone());
+                hits += 1;
+            }
         }
-        if hits == 0 && !rule.optional {
-            return Err(RewriteError::NoMatch {
-                rule: rule.label.clone(),
-            });
-        }
+        progress.hits[i] += hits;
     }
-    plans.retain(|_, p| p.touched());
-    Ok(plans)
+    Ok(plan.touched().then_some(plan))
 }
 
-/// One file of an inner archive, in memory (package scripts).
-fn read_member(info: &ArchiveInfo, name: &str) -> Result<Vec<u8>, RewriteError> {
-    let path = info.spooled.as_deref().expect("read with a spool");
-    let mut found = None;
-    archive::walk_path(path, &info.path, |e: &mut Entry<'_>| {
-        if e.name == name && e.kind == EntryKind::File {
-            if e.size > MAX_PATCHED_FILE {
-                return Err(RewriteError::Rule {
-                    rule: "patch".into(),
-                    package: info.path.clone(),
-                    message: format!("{name} is {} bytes, too large to patch", e.size),
-                });
+/// The blob as the one member `member` (mode 0755) of a deterministic `.tgz`, which GNU tar
+/// extracts with `tar -xzf x.tgz member`. Checks the blob's sha256 as it reads it.
+fn wrap(blob: &LockedBlob, member: &str, key: &str) -> Result<Vec<u8>, RewriteError> {
+    const MAX_WRAPPED: u64 = 64 << 20;
+    if blob.size > MAX_WRAPPED {
+        return Err(RewriteError::Blob {
+            key: key.to_string(),
+            error: Box::new(crate::blobs::BlobError::TooLargeToWrap(blob.size)),
+        });
+    }
+    let file = fs::File::open(&blob.path).map_err(io_err(&blob.path))?;
+    let mut r = HashingReader::new(file, &[Algo::Sha256]);
+    let mut tgz = TarGzWriter::new(Vec::new());
+    tgz.add_reader(member, Mode::Executable, blob.size, &mut r)
+        .map_err(io_err(&blob.path))?;
+    let actual = r.hasher.hex(Algo::Sha256);
+    if actual != blob.sha256 {
+        return Err(RewriteError::BlobMismatch {
+            key: key.to_string(),
+            path: blob.path.display().to_string(),
+            expected: blob.sha256.clone(),
+            actual,
+        });
+    }
+    tgz.finish().map_err(io_err(&blob.path))
+}
+
+/// One file of a collected package, in memory (package scripts).
+fn read_member(c: &Collected, package: &str, name: &str) -> Result<Vec<u8>, RewriteError> {
+    let too_large = |size: String| RewriteError::Rule {
+        rule: "patch".into(),
+        package: package.to_string(),
+        message: format!("{name} is {size}, too large to patch"),
+    };
+    match c.files.get(name).map(|(_, h)| h) {
+        Some(Held::Memory(b)) => Ok(b.clone()),
+        Some(Held::Spooled(p)) => {
+            let size = fs::metadata(p).map_err(io_err(p))?.len();
+            if size > MAX_PATCHED_FILE {
+                return Err(too_large(format!("{size} bytes")));
             }
-            let mut buf = Vec::with_capacity(e.size as usize);
-            e.read_to_end(&mut buf).map_err(|err| e.error(err))?;
-            found = Some(buf);
+            fs::read(p).map_err(io_err(p))
         }
-        Ok(())
-    })?;
-    Ok(found.unwrap_or_default())
+        Some(Held::Dropped) => Err(too_large(format!("over {MAX_PATCHED_FILE} bytes"))),
+        Some(Held::Symlink(_)) | None => Ok(Vec::new()),
+    }
 }
 
 impl From<ArchiveError> for RewriteError {
@@ -253,103 +317,77 @@ impl From<ArchiveError> for RewriteError {
     }
 }
 
-/// Rebuilds one package: kept files are extracted from the original archive into
-/// `scratch`, then everything is written to `dest`. Updates `pkg` in place.
-pub(super) fn build(
-    info: &ArchiveInfo,
-    plan: Plan,
-    pkg: &mut Package,
-    dest: &Path,
-    scratch: &Path,
-) -> Result<Option<PackageChange>, RewriteError> {
-    let Plan { files, mut change } = plan;
-    let dir = scratch.join(&pkg.name);
-    let mut kept: HashMap<String, Content> = HashMap::new();
-    let src = info.spooled.as_deref().expect("read with a spool");
-    archive::walk_path(src, &info.path, |e: &mut Entry<'_>| {
-        if !matches!(
-            files.get(&e.name),
-            Some(PlannedFile {
-                source: Source::Keep,
-                ..
-            })
-        ) {
-            return Ok(());
-        }
-        let content = match &e.kind {
-            EntryKind::Dir => return Ok(()),
-            EntryKind::Symlink(t) => Content::Symlink(t.clone()),
-            EntryKind::File | EntryKind::Hardlink(_) => {
-                let out = dir.join(&e.name);
-                if let Some(parent) = out.parent() {
-                    fs::create_dir_all(parent).map_err(io_err(parent))?;
-                }
-                match &e.kind {
-                    EntryKind::Hardlink(t) => {
-                        fs::copy(dir.join(t), &out).map_err(io_err(&out))?;
-                    }
-                    _ => {
-                        let mut f = fs::File::create(&out).map_err(io_err(&out))?;
-                        std::io::copy(e, &mut f).map_err(|err| RewriteError::Io {
-                            path: format!("{}: {}", info.path, e.name),
-                            error: err,
-                        })?;
-                    }
-                }
-                Content::File(out)
-            }
-        };
-        kept.insert(e.name.clone(), content);
-        Ok::<(), RewriteError>(())
-    })?;
-
-    let mut inner = Vec::with_capacity(files.len());
-    let mut blob_sums = Vec::new();
-    for (name, f) in files {
+/// The rebuilt package's files, sorted, borrowing from the plan and the collected package.
+pub(super) fn sources<'a>(
+    plan: &'a Plan,
+    c: &'a Collected,
+    package: &str,
+) -> Result<Vec<InnerRef<'a>>, RewriteError> {
+    let mut out = Vec::with_capacity(plan.files.len());
+    for (name, f) in &plan.files {
         let mode = match f.mode {
             FileMode::Executable => Mode::Executable,
             _ => Mode::Regular,
         };
-        let content = match f.source {
-            Source::Keep => kept.remove(&name).ok_or_else(|| RewriteError::Rule {
-                rule: "rebuild".into(),
-                package: pkg.name.clone(),
-                message: format!("{name} vanished from {}", info.path),
-            })?,
-            Source::Bytes(b) => Content::Bytes(b),
-            Source::Blob(b) => {
-                blob_sums.push((name.clone(), b.clone()));
-                Content::File(b.path)
-            }
+        let src = match &f.source {
+            Source::Keep => match c.files.get(name).map(|(_, h)| h) {
+                Some(Held::Memory(b)) => Src::Bytes(b),
+                Some(Held::Spooled(p)) => Src::File(p),
+                Some(Held::Symlink(t)) => Src::Symlink(t),
+                Some(Held::Dropped) | None => {
+                    return Err(RewriteError::Rule {
+                        rule: "rebuild".into(),
+                        package: package.to_string(),
+                        message: format!("{name} vanished from {}", c.info.path),
+                    });
+                }
+            },
+            Source::Bytes(b) => Src::Bytes(b),
+            Source::Blob(b) => Src::File(&b.path),
         };
-        inner.push(InnerFile {
-            name,
-            mode,
-            content,
-        });
+        out.push(InnerRef { name, mode, src });
     }
-    let era = Era::of(&pkg.fingerprint).unwrap_or(Era::Sha256);
+    Ok(out)
+}
+
+/// The digest algorithms a rebuilt package needs: its fingerprint era's and sha256.
+pub(super) fn algos_for_fingerprint(plan: &Plan) -> (Era, Vec<Algo>) {
+    let era = Era::of(&plan.change.old_fingerprint).unwrap_or(Era::Sha256);
     let mut algos = vec![era.algo(), Algo::Sha256];
     algos.dedup();
-    let built = build_inner(dest, inner, &algos).map_err(io_err(dest))?;
-    for (name, blob) in blob_sums {
+    (era, algos)
+}
+
+/// Checks the swapped blobs against the lock and updates `pkg` (fingerprint, version,
+/// digest) from what was written.
+pub(super) fn finish(
+    plan: Plan,
+    pkg: &mut Package,
+    era: Era,
+    built: &Written,
+) -> Result<PackageChange, RewriteError> {
+    let Plan { files, mut change } = plan;
+    for (name, f) in &files {
+        let Source::Blob(blob) = &f.source else {
+            continue;
+        };
         let file = built
             .files
             .iter()
-            .find(|f| f.name == name)
-            .expect("built it");
+            .find(|f| &f.name == name)
+            .expect("written from this plan");
         let actual = file.digests.get(Algo::Sha256).unwrap_or_default();
         if actual != blob.sha256 {
             let key = change
                 .blobs
                 .iter()
-                .find(|b| b.new_path == name)
+                .find(|b| &b.new_path == name)
                 .map(|b| b.key.clone())
                 .unwrap_or_default();
             return Err(RewriteError::BlobMismatch {
                 key,
                 path: blob.path.display().to_string(),
-                expected: blob.sha256,
+                expected: blob.sha256.clone(),
                 actual: actual.to_string(),
             });
         }
@@ -370,5 +408,5 @@ pub(super) fn build(
         "sha256:{}",
         built.digests.get(Algo::Sha256).unwrap_or_default()
     );
-    Ok(Some(change))
+    Ok(change)
 }

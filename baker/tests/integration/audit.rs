@@ -230,6 +230,39 @@ fn oversized_elf_is_judged_by_its_header() {
     assert_eq!(r.findings[0].severity, Severity::Error);
 }
 
+#[test]
+fn bzip2_sources_are_inspected() {
+    let Some(fx) = fixtures() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // garden-runc's iptables package carries libmnl-1.0.5.tar.bz2: make one with GNU tar.
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("libmnl-1.0.5/examples")).unwrap();
+    std::fs::write(src.join("libmnl-1.0.5/examples/a.out"), fx.bytes("x86-64")).unwrap();
+    std::fs::write(src.join("libmnl-1.0.5/README"), b"libmnl\n").unwrap();
+    let bz2 = dir.path().join("libmnl-1.0.5.tar.bz2");
+    let ok = Command::new("tar")
+        .arg("-cjf")
+        .arg(&bz2)
+        .arg("-C")
+        .arg(&src)
+        .arg("libmnl-1.0.5")
+        .status()
+        .unwrap();
+    assert!(ok.success(), "tar -cjf (needs bzip2)");
+    let pkg = tgz(&[(
+        "iptables/libmnl-1.0.5.tar.bz2",
+        &std::fs::read(&bz2).unwrap(),
+    )]);
+    let rel = release(dir.path(), &[("iptables", pkg)]);
+    let r = audit::audit_path(&rel, Arch::Armv6l).unwrap();
+    let f = finding(
+        &r,
+        "packages/iptables.tgz!/iptables/libmnl-1.0.5.tar.bz2!/libmnl-1.0.5/examples/a.out",
+    );
+    assert_eq!(f.severity, Severity::Error, "{}", r.render_table());
+    assert_eq!(r.archives, 2, "{}", r.render_table());
+}
+
 /// A zip as streaming writers (Go's archive/zip) make it: sizes in a data descriptor.
 fn streamed_zip() -> Vec<u8> {
     let mut z = zip::ZipWriter::new_stream(Vec::new());
@@ -249,7 +282,7 @@ fn skipped_archives_warn_and_broken_ones_fail() {
         &[(
             "p",
             tgz(&[
-                ("src/lib.tar.bz2", b"BZh91AY&SY"),
+                ("src/lib.tar.zst", b"(\xb5/\xfd"),
                 ("go1.26.7.windows-amd64.zip", &streamed_zip()),
                 ("ok.tgz", &good),
             ]),
@@ -258,9 +291,9 @@ fn skipped_archives_warn_and_broken_ones_fail() {
     let r = audit::audit_path(&skipped, Arch::Armv6l).unwrap();
     assert_eq!((r.errors(), r.warnings()), (0, 2), "{}", r.render_table());
     assert!(
-        finding(&r, "packages/p.tgz!/src/lib.tar.bz2")
+        finding(&r, "packages/p.tgz!/src/lib.tar.zst")
             .message
-            .contains("bzip2")
+            .contains("zstd")
     );
     assert!(
         finding(&r, "packages/p.tgz!/go1.26.7.windows-amd64.zip")

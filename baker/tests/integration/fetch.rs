@@ -20,6 +20,8 @@ fn entry(key: &str, url: &str, body: &[u8]) -> LockEntry {
         key: key.into(),
         url: url.into(),
         sha256: sha(body),
+        tree: None,
+        links: false,
         size: Some(body.len() as u64),
         arch: Some(Arch::Armv6l),
         replaces: None,

@@ -7,6 +7,7 @@ use crate::support::release::*;
 use crate::support::{baker, stderr_line};
 use baker::blobs::{BlobError, Blobs, LockedBlob};
 use baker::recipe::release::ReleaseRecipe;
+use baker::release::digest::Algo::Sha256 as Sha256Algo;
 use baker::release::{self, Manifest};
 use baker::rewrite::{self, RewriteError};
 use sha2::{Digest, Sha256};
@@ -116,8 +117,10 @@ fn golang_package_gets_the_fingerprint_bosh_cli_would_compute() {
     assert_eq!(m.license, original.license);
     let before = release::read(&sample(), None).unwrap();
     for name in ["packages/hello.tgz", "jobs/hello-job.tgz", "license.tgz"] {
+        // (the output lists release.MF last, so its reader digests with every algorithm)
         assert_eq!(
-            rel.archives[name].digests, before.archives[name].digests,
+            rel.archives[name].digests.get(Sha256Algo),
+            before.archives[name].digests.get(Sha256Algo),
             "{name}"
         );
     }
@@ -237,6 +240,7 @@ impl Blobs for WrongSum {
             path: self.0.clone(),
             sha256: "0".repeat(64),
             size: 1,
+            name: "go1.22.5.linux-armv6l.tar.gz".into(),
         })
     }
 }
@@ -413,4 +417,89 @@ fn sha1_era_packages_get_sha1_era_fingerprints() {
         s.dir.path().join("out.tgz").to_str().unwrap(),
     ]);
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+}
+
+/// Outer entry names in order, as GNU tar lists them.
+fn tar_names(path: &Path) -> Vec<String> {
+    let out = std::process::Command::new("tar")
+        .arg("-tzf")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn one_pass_keeps_the_input_order_rebuilt_packages_and_release_mf_last() {
+    // a rule that may touch `hello` but does not: that package is copied as it was
+    let recipe = format!(
+        "{RECIPE}- packages: hello\n  optional: true\n  patch: {{ literal: no-such-text, with: x }}\n"
+    );
+    let s = setup(&recipe);
+    let out = run(&s, &sample(), &["--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rewrite"]["copied_archives"], 3);
+    let rewritten = s.dir.path().join("out.tgz");
+    let names = tar_names(&rewritten);
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("release.MF"),
+        "{names:?}"
+    );
+    // input order, but the rebuilt package comes after the last input entry
+    let rebuilt = "packages/golang-1-linux.tgz".to_string();
+    let mut input: Vec<String> = tar_names(&sample())
+        .into_iter()
+        .map(|n| n.trim_start_matches("./").trim_end_matches('/').to_string())
+        .filter(|n| n != "release.MF" && !n.is_empty() && *n != rebuilt)
+        .collect();
+    input.push(rebuilt);
+    let output: Vec<String> = names
+        .iter()
+        .map(|n| n.trim_end_matches('/').to_string())
+        .filter(|n| n != "release.MF")
+        .collect();
+    assert_eq!(output, input);
+    let rel = release::read(&rewritten, None).unwrap();
+    let before = release::read(&sample(), None).unwrap();
+    assert_eq!(
+        rel.archives["packages/hello.tgz"].digests.get(Sha256Algo),
+        before.archives["packages/hello.tgz"]
+            .digests
+            .get(Sha256Algo)
+    );
+    release::verify(&rel).unwrap();
+}
+
+#[test]
+fn a_corrupt_archive_in_the_input_leaves_no_output() {
+    let s = setup(RECIPE);
+    let u = unpack(&sample());
+    // flip one byte inside hello's archive: its digest no longer matches release.MF
+    let hello = &u.archives["packages/hello.tgz"];
+    let mut bytes = std::fs::read(hello).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(hello, bytes).unwrap();
+    let bad = u.write("corrupt.tgz");
+    let out = run(&s, &bad, &[]);
+    let e = stderr_line(&out);
+    assert!(e.contains("packages/hello.tgz"), "{e}");
+    assert!(!s.dir.path().join("out.tgz").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.') || n.starts_with("tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }

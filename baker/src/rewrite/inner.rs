@@ -1,0 +1,94 @@
+//! A rebuilt package archive, written from re-readable sources into any writer: laid out as
+//! `tar -czf OUT -C STAGING .` would (a `./` root, `./`-prefixed names, every intermediate
+//! directory), deterministically (sorted, fixed owner and mtime, fast gzip level).
+//!
+//! The outer tar needs an entry's size before its bytes, so a rebuilt package is written
+//! twice from the same sources: once into a counting sink (size and digests), once into the
+//! output. Compressing twice costs less than spooling the package to disk and reading it back.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::Path;
+
+use flate2::Compression;
+
+use crate::archive::{Mode, TarGzWriter};
+use crate::release::digest::{Algo, Digests, Hasher, HashingReader, HashingWriter};
+use crate::release::fingerprint::{FileDigest, FileMode};
+
+/// Where one file's bytes come from; every source can be read again.
+pub(super) enum Src<'a> {
+    Bytes(&'a [u8]),
+    File(&'a Path),
+    Symlink(&'a str),
+}
+
+/// One file of the package; `name` has no `./` prefix. Sorted by name by the caller.
+pub(super) struct InnerRef<'a> {
+    pub name: &'a str,
+    pub mode: Mode,
+    pub src: Src<'a>,
+}
+
+/// What writing produced: the archive's digests and length, and each file's digests.
+pub(super) struct Written {
+    pub digests: Digests,
+    pub size: u64,
+    pub files: Vec<FileDigest>,
+}
+
+/// Writes the archive into `out`. `algos` are wanted for the archive and for each file.
+pub(super) fn write_inner<W: Write>(
+    out: W,
+    files: &[InnerRef<'_>],
+    algos: &[Algo],
+) -> io::Result<Written> {
+    let out = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, out), algos);
+    let mut tgz = TarGzWriter::with_level(out, Compression::fast());
+    tgz.add_dir("./")?;
+    let mut dirs: BTreeSet<&str> = BTreeSet::new();
+    let mut digests = Vec::with_capacity(files.len());
+    for f in files {
+        for (i, _) in f.name.match_indices('/') {
+            let parent = &f.name[..i];
+            if dirs.insert(parent) {
+                tgz.add_dir(&format!("./{parent}/"))?;
+            }
+        }
+        let name = format!("./{}", f.name);
+        let (mode, sums) = match f.src {
+            Src::Symlink(target) => {
+                tgz.add_symlink(&name, target)?;
+                let d = Hasher::new(algos).read_all(target.as_bytes())?;
+                (FileMode::Symlink, d)
+            }
+            Src::Bytes(b) => {
+                let mut r = HashingReader::new(b, algos);
+                tgz.add_reader(&name, f.mode, b.len() as u64, &mut r)?;
+                (FileMode::from_bits(f.mode.bits()), r.hasher.finish())
+            }
+            Src::File(p) => {
+                let named =
+                    |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", p.display()));
+                let file = File::open(p).map_err(named)?;
+                let len = file.metadata().map_err(named)?.len();
+                let mut r = HashingReader::new(io::BufReader::with_capacity(1 << 20, file), algos);
+                tgz.add_reader(&name, f.mode, len, &mut r)?;
+                (FileMode::from_bits(f.mode.bits()), r.hasher.finish())
+            }
+        };
+        digests.push(FileDigest {
+            name: f.name.to_string(),
+            mode,
+            digests: sums,
+        });
+    }
+    let mut out = tgz.finish()?;
+    out.flush()?;
+    Ok(Written {
+        digests: out.hasher.finish(),
+        size: out.count,
+        files: digests,
+    })
+}
