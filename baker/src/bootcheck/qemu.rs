@@ -50,7 +50,7 @@ impl Qemu {
         cmd.args([
             "--kill-after=10",
             &format!("{}", secs + 30),
-            "qemu-system-arm",
+            &spec.qemu,
         ])
         .args(["-M", &spec.machine])
         .arg("-kernel")
@@ -80,8 +80,9 @@ impl Qemu {
                     "QEMU cannot take an image path with a comma",
                 )));
             }
+            let snapshot = if spec.image_writable { "off" } else { "on" };
             cmd.arg("-drive")
-                .arg(format!("file={path},if=sd,format=raw,snapshot=on"));
+                .arg(format!("file={path},if=sd,format=raw,snapshot={snapshot}"));
         }
         cmd.args(&spec.extra_args);
         let log = match &spec.serial_log {
@@ -93,7 +94,7 @@ impl Qemu {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| BootError::Start(format!("timeout qemu-system-arm: {e}")))?;
+            .map_err(|e| BootError::Start(format!("timeout {}: {e}", spec.qemu)))?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let stdin = child.stdin.take().expect("stdin is piped");
         Ok(Self {
