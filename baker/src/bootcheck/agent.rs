@@ -49,7 +49,7 @@ pub struct Mbus {
 }
 
 impl Mbus {
-    /// The agent's mbus at `url` (`https://HOST:PORT/agent`), trusting only `ca_pem`.
+    /// The agent's mbus at `url` (`https://HOST:PORT/agent`), trusting `ca_pem`.
     pub fn new(url: &str, password: &str, ca_pem: &str) -> Result<Self, BootError> {
         Ok(Self {
             client: client(ca_pem)?,
@@ -65,7 +65,8 @@ impl Mbus {
             .client
             .post(&self.url)
             .basic_auth("mbus", Some(&self.password))
-            .json(&body)
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
             .send()
         {
             Ok(r) => r,
@@ -82,7 +83,9 @@ impl Mbus {
         let v: Value = serde_json::from_str(&text)
             .map_err(|e| BootError::Check(format!("mbus {method}: not JSON ({e}): {text}")))?;
         if let Some(ex) = v.get("exception") {
-            return Err(BootError::Check(format!("mbus {method}: the agent answered {ex}")));
+            return Err(BootError::Check(format!(
+                "mbus {method}: the agent answered {ex}"
+            )));
         }
         Ok(Some(v["value"].clone()))
     }
@@ -106,7 +109,8 @@ impl AgentCheck {
         )?;
         let ephemeral = self.work.join("ephemeral.img");
         let f = fs::File::create(&ephemeral).map_err(at(&ephemeral))?;
-        f.set_len(self.ephemeral_mib << 20).map_err(at(&ephemeral))?;
+        f.set_len(self.ephemeral_mib << 20)
+            .map_err(at(&ephemeral))?;
         drop(f);
 
         let cert = MbusCert::generate()?;
@@ -155,12 +159,15 @@ impl AgentCheck {
         spec.image = Some(root.to_path_buf());
         spec.image_writable = true;
         spec.serial_log = Some(self.work.join(format!("serial-boot{n}.log")));
-        let eph = ephemeral.to_str().filter(|p| !p.contains(',')).ok_or_else(|| {
-            BootError::Check(format!(
-                "{}: QEMU needs a UTF-8 path without commas",
-                ephemeral.display()
-            ))
-        })?;
+        let eph = ephemeral
+            .to_str()
+            .filter(|p| !p.contains(','))
+            .ok_or_else(|| {
+                BootError::Check(format!(
+                    "{}: QEMU needs a UTF-8 path without commas",
+                    ephemeral.display()
+                ))
+            })?;
         spec.extra_args.extend([
             "-device".into(),
             "usb-hub".into(),
@@ -208,7 +215,8 @@ impl AgentCheck {
             match mbus.call("get_state", json!(["full"])) {
                 Ok(Some(s)) if s["vitals"]["disk"].get("ephemeral").is_some() => break s,
                 Ok(_) | Err(BootError::Check(_)) if Instant::now() < deadline => {
-                    qemu.console().poll(waiting, Instant::now() + Duration::from_secs(5))?;
+                    qemu.console()
+                        .poll(waiting, Instant::now() + Duration::from_secs(5))?;
                 }
                 Ok(Some(s)) => {
                     return Err(BootError::Check(format!(
@@ -260,12 +268,11 @@ impl AgentCheck {
     }
 }
 
-/// A TLS client that trusts only the check's CA.
+/// A TLS client that trusts the check's CA (the mbus certificate names 127.0.0.1).
 fn client(ca_pem: &str) -> Result<reqwest::blocking::Client, BootError> {
     let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes())
         .map_err(|e| BootError::Check(format!("mbus CA: {e}")))?;
     reqwest::blocking::Client::builder()
-        .tls_built_in_root_certs(false)
         .add_root_certificate(ca)
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(60))

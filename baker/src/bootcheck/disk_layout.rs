@@ -81,7 +81,11 @@ impl DiskLayout {
                     if p.name.is_empty() { "-" } else { &p.name },
                     p.size >> 20,
                     p.start >> 20,
-                    if p.fs_type.is_empty() { "no fs" } else { &p.fs_type },
+                    if p.fs_type.is_empty() {
+                        "no fs"
+                    } else {
+                        &p.fs_type
+                    },
                     p.fs_uuid
                 )
             })

@@ -47,26 +47,22 @@ impl Qemu {
         let secs = spec.timeout.as_secs().max(1);
         let mut cmd = Command::new("timeout");
         // the outer limit a little past ours: it only fires if this process is gone
-        cmd.args([
-            "--kill-after=10",
-            &format!("{}", secs + 30),
-            &spec.qemu,
-        ])
-        .args(["-M", &spec.machine])
-        .arg("-kernel")
-        .arg(&spec.kernel)
-        .arg("-dtb")
-        .arg(&dtb)
-        .arg("-append")
-        .arg(&spec.append)
-        .args([
-            "-nographic",
-            "-no-reboot",
-            "-serial",
-            "stdio",
-            "-monitor",
-            "none",
-        ]);
+        cmd.args(["--kill-after=10", &format!("{}", secs + 30), &spec.qemu])
+            .args(["-M", &spec.machine])
+            .arg("-kernel")
+            .arg(&spec.kernel)
+            .arg("-dtb")
+            .arg(&dtb)
+            .arg("-append")
+            .arg(&spec.append)
+            .args([
+                "-nographic",
+                "-no-reboot",
+                "-serial",
+                "stdio",
+                "-monitor",
+                "none",
+            ]);
         if let Some(initrd) = &spec.initrd {
             cmd.arg("-initrd").arg(initrd);
         }

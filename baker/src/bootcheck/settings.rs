@@ -34,13 +34,17 @@ impl MbusCert {
     /// A fresh CA and a server certificate for the names a client may dial: `mbus`,
     /// `localhost` and 127.0.0.1 (the forwarded port).
     pub fn generate() -> Result<Self, BootError> {
-        let err = |e: rcgen::Error| BootError::Check(format!("generating the mbus certificate: {e}"));
+        let err =
+            |e: rcgen::Error| BootError::Check(format!("generating the mbus certificate: {e}"));
         let ca_key = KeyPair::generate().map_err(err)?;
         let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca.distinguished_name
             .push(DnType::CommonName, "pifoundry agent-check mbus CA");
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let ca_cert = ca.self_signed(&ca_key).map_err(err)?;
         let issuer = Issuer::new(ca, ca_key);
         let key = KeyPair::generate().map_err(err)?;
@@ -95,19 +99,30 @@ pub fn mbr_partition_offset(img: &Path, n: usize) -> Result<u64, BootError> {
         .and_then(|mut f| f.read_exact(&mut mbr))
         .map_err(at(img))?;
     if mbr[510..512] != [0x55, 0xaa] || !(1..=4).contains(&n) {
-        return Err(BootError::Input(BadInput::new(img, "no MBR partition table")));
+        return Err(BootError::Input(BadInput::new(
+            img,
+            "no MBR partition table",
+        )));
     }
     let e = 446 + 16 * (n - 1);
     let lba = u32::from_le_bytes(mbr[e + 8..e + 12].try_into().expect("4 bytes"));
     if lba == 0 {
-        return Err(BootError::Input(BadInput::new(img, format!("no partition {n}"))));
+        return Err(BootError::Input(BadInput::new(
+            img,
+            format!("no partition {n}"),
+        )));
     }
     Ok(u64::from(lba) * 512)
 }
 
 /// Writes `content` as root-only `dest` into the ext4 file system at `offset` of `img`
 /// and reads it back.
-pub fn write_into_ext4(img: &Path, offset: u64, dest: &str, content: &[u8]) -> Result<(), BootError> {
+pub fn write_into_ext4(
+    img: &Path,
+    offset: u64,
+    dest: &str,
+    content: &[u8],
+) -> Result<(), BootError> {
     let (dir, name) = dest.rsplit_once('/').expect("an absolute path");
     let scratch = tempfile::tempdir().map_err(at(&std::env::temp_dir()))?;
     let local = scratch.path().join("content");
@@ -120,7 +135,11 @@ pub fn write_into_ext4(img: &Path, offset: u64, dest: &str, content: &[u8]) -> R
     fs::write(&cmds, script).map_err(at(&cmds))?;
     let fs_arg = format!("{}?offset={offset}", img.display());
     tool::run(
-        Command::new("debugfs").arg("-w").arg("-f").arg(&cmds).arg(&fs_arg),
+        Command::new("debugfs")
+            .arg("-w")
+            .arg("-f")
+            .arg(&cmds)
+            .arg(&fs_arg),
         None,
     )?;
     let back = scratch.path().join("back");

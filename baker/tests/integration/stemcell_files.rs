@@ -262,10 +262,9 @@ fn agent_stand_in_answers_ping_and_get_state_over_https_with_the_settings_cert()
     doc["disks"]["ephemeral"] = Value::Null;
     let settings_path = dir.path().join("agent-bootstrap-env.json");
     fs::write(&settings_path, doc.to_string()).unwrap();
-    let mut cfg: Value = serde_json::from_str(
-        &render("var/vcap/bosh/agent.json.hbs", &recipe_context()).unwrap(),
-    )
-    .unwrap();
+    let mut cfg: Value =
+        serde_json::from_str(&render("var/vcap/bosh/agent.json.hbs", &recipe_context()).unwrap())
+            .unwrap();
     cfg["Infrastructure"]["Settings"]["Sources"][0]["SettingsPath"] =
         json!(settings_path.to_str().unwrap());
     let cfg_path = dir.path().join("agent.json");
