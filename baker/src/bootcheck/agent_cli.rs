@@ -55,12 +55,15 @@ pub fn milestones(kind: AgentKind) -> Vec<(String, String)> {
             ("mbus listening", "PIFOUNDRY-STAND-IN-MBUS"),
         ],
         AgentKind::Real => &[
-            ("agent started", "Starting BOSH agent"),
-            ("network written", "restart_networking"),
-            ("partitioning", "mkpart"),
-            ("formatting", "mkfs.ext4"),
-            ("data mounted", "Mounting /dev/sda2"),
-            ("mbus listening", "Starting HTTPS handler"),
+            ("agent started", "Running on stemcell version"),
+            (
+                "network configured",
+                "Running command '/var/vcap/bosh/bin/restart_networking",
+            ),
+            ("partitioned", "mkpart bosh-partition"),
+            ("formatting data", "Running command 'mke2fs -t ext4"),
+            ("data mounted", "/var/vcap/data'"),
+            ("monit started", "Running command 'systemctl start monit"),
         ],
     };
     m.iter()
