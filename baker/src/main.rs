@@ -56,6 +56,8 @@ enum Command {
     },
     /// Boot an image under qemu-system-arm (Pi Zero) and check that init starts the agent
     BootCheck(baker::bootcheck::cli::BootCheckArgs),
+    /// Boot a stemcell with settings, an ephemeral disk and a network; check its agent's mbus
+    AgentCheck(baker::bootcheck::agent_cli::AgentCheckArgs),
     /// Swap a release's architecture-specific blobs for ARM ones, as a recipe says.
     RewriteRelease(cmd::rewrite::RewriteArgs),
     /// Write a synthetic release (benchmarks).
@@ -99,6 +101,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => cmd::release::create(&dir, &version, &tarball)?,
         Command::BootCheck(args) => {
             baker::bootcheck::cli::run(&args)?;
+            String::new()
+        }
+        Command::AgentCheck(args) => {
+            baker::bootcheck::agent_cli::run(&args)?;
             String::new()
         }
         Command::RewriteRelease(args) => cmd::rewrite::run(&args)?,

@@ -117,6 +117,30 @@ impl Console {
         }
     }
 
+    /// Reads console output until `until`; fails as [`Self::wait_for`] does when the guest
+    /// panicked or QEMU closed the console (`waiting_for` names what the caller awaits).
+    pub fn poll(&mut self, waiting_for: &str, until: Instant) -> Result<(), BootError> {
+        loop {
+            if let Some(pos) = FATAL.iter().filter_map(|f| self.text.find(f)).min() {
+                return Err(BootError::Guest {
+                    waiting_for: waiting_for.to_owned(),
+                    what: self.line_at(pos, until),
+                    tail: self.tail(),
+                });
+            }
+            if self.closed {
+                return Err(BootError::ConsoleClosed {
+                    waiting_for: waiting_for.to_owned(),
+                    tail: self.tail(),
+                });
+            }
+            if Instant::now() >= until {
+                return Ok(());
+            }
+            self.pump(until);
+        }
+    }
+
     /// The whole console line around byte `pos`. The line may still be arriving, so give it
     /// until its newline or a moment (a second: the emulated UART is slow under load).
     fn line_at(&mut self, pos: usize, deadline: Instant) -> String {

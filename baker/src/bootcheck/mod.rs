@@ -7,10 +7,14 @@
 //! `PIFOUNDRY-BOOTCHECK key=value…` line (agent unit state, system state, failed units,
 //! machine) on the console and powers off.
 
+pub mod agent;
+pub mod agent_cli;
 pub mod cli;
 mod console;
+pub mod disk_layout;
 pub mod dtb;
 mod qemu;
+pub mod settings;
 
 use pifoundry_util::BadInput;
 use std::collections::BTreeMap;
@@ -72,15 +76,18 @@ pub enum BootError {
 /// What to boot and how.
 #[derive(Debug, Clone)]
 pub struct BootSpec {
-    /// QEMU machine: `raspi0` (Pi Zero, ARM1176) or `raspi1ap`.
+    /// `qemu-system-arm`, or `qemu-system-aarch64` for the 64-bit boards.
+    pub qemu: String,
+    /// QEMU machine: `raspi0` (Pi Zero, ARM1176), `raspi1ap`, or `raspi3b` (aarch64).
     pub machine: String,
     pub kernel: PathBuf,
     /// The board's stock device tree; a patched copy is what QEMU gets.
     pub dtb: PathBuf,
     pub initrd: Option<PathBuf>,
-    /// Raw whole-disk image, attached as the SD card (size a power of two). Never written:
-    /// QEMU runs it as a snapshot.
+    /// Raw whole-disk image, attached as the SD card (size a power of two). Never written
+    /// (QEMU runs it as a snapshot) unless `image_writable`.
     pub image: Option<PathBuf>,
+    pub image_writable: bool,
     pub append: String,
     /// For the whole check, boot to power-off.
     pub timeout: Duration,
@@ -94,11 +101,13 @@ pub struct BootSpec {
 impl BootSpec {
     pub fn new(kernel: impl Into<PathBuf>, dtb: impl Into<PathBuf>) -> Self {
         Self {
+            qemu: "qemu-system-arm".into(),
             machine: "raspi0".into(),
             kernel: kernel.into(),
             dtb: dtb.into(),
             initrd: None,
             image: None,
+            image_writable: false,
             append: SD_APPEND.into(),
             timeout: Duration::from_secs(600),
             stall: Duration::from_secs(120),
@@ -110,6 +119,23 @@ impl BootSpec {
     /// The boot of a bake's output directory: `root.img`, `boot/vmlinuz-*`,
     /// `boot/initrd.img-*` and the Pi Zero device tree found under `boot/`.
     pub fn from_bake_dir(dir: &Path) -> Result<Self, BootError> {
+        Self::from_bake_dir_for(dir, "raspi0")
+    }
+
+    /// As [`Self::from_bake_dir`], for a QEMU machine: `raspi0`/`raspi1ap` (armv6l) or
+    /// `raspi3b` (arm64, on `qemu-system-aarch64`), each with its board's device tree.
+    pub fn from_bake_dir_for(dir: &Path, machine: &str) -> Result<Self, BootError> {
+        let (qemu, dtb_name) = match machine {
+            "raspi0" => ("qemu-system-arm", "bcm2835-rpi-zero.dtb"),
+            "raspi1ap" => ("qemu-system-arm", "bcm2835-rpi-a-plus.dtb"),
+            "raspi3b" => ("qemu-system-aarch64", "bcm2837-rpi-3-b.dtb"),
+            other => {
+                return Err(BootError::Input(BadInput::new(
+                    dir.to_path_buf(),
+                    format!("machine `{other}`: use raspi0, raspi1ap or raspi3b"),
+                )));
+            }
+        };
         let boot = dir.join("boot");
         let kernel = find_one(&boot, |n| n.starts_with("vmlinuz-"), "vmlinuz-*")?;
         let initrd = find_one(&boot, |n| n.starts_with("initrd.img-"), "initrd.img-*")?;
@@ -117,12 +143,12 @@ impl BootSpec {
             .sort_by_file_name()
             .into_iter()
             .filter_map(Result::ok)
-            .find(|e| e.file_name() == "bcm2835-rpi-zero.dtb")
+            .find(|e| e.file_name() == dtb_name)
             .map(|e| e.into_path())
             .ok_or_else(|| {
                 BootError::Input(BadInput::new(
                     boot.clone(),
-                    "no bcm2835-rpi-zero.dtb under it",
+                    format!("no {dtb_name} under it"),
                 ))
             })?;
         let image = dir.join("root.img");
@@ -133,6 +159,8 @@ impl BootSpec {
             )));
         }
         let mut spec = Self::new(kernel, dtb);
+        spec.qemu = qemu.into();
+        spec.machine = machine.into();
         spec.initrd = Some(initrd);
         spec.image = Some(image);
         Ok(spec)

@@ -47,26 +47,22 @@ impl Qemu {
         let secs = spec.timeout.as_secs().max(1);
         let mut cmd = Command::new("timeout");
         // the outer limit a little past ours: it only fires if this process is gone
-        cmd.args([
-            "--kill-after=10",
-            &format!("{}", secs + 30),
-            "qemu-system-arm",
-        ])
-        .args(["-M", &spec.machine])
-        .arg("-kernel")
-        .arg(&spec.kernel)
-        .arg("-dtb")
-        .arg(&dtb)
-        .arg("-append")
-        .arg(&spec.append)
-        .args([
-            "-nographic",
-            "-no-reboot",
-            "-serial",
-            "stdio",
-            "-monitor",
-            "none",
-        ]);
+        cmd.args(["--kill-after=10", &format!("{}", secs + 30), &spec.qemu])
+            .args(["-M", &spec.machine])
+            .arg("-kernel")
+            .arg(&spec.kernel)
+            .arg("-dtb")
+            .arg(&dtb)
+            .arg("-append")
+            .arg(&spec.append)
+            .args([
+                "-nographic",
+                "-no-reboot",
+                "-serial",
+                "stdio",
+                "-monitor",
+                "none",
+            ]);
         if let Some(initrd) = &spec.initrd {
             cmd.arg("-initrd").arg(initrd);
         }
@@ -80,8 +76,9 @@ impl Qemu {
                     "QEMU cannot take an image path with a comma",
                 )));
             }
+            let snapshot = if spec.image_writable { "off" } else { "on" };
             cmd.arg("-drive")
-                .arg(format!("file={path},if=sd,format=raw,snapshot=on"));
+                .arg(format!("file={path},if=sd,format=raw,snapshot={snapshot}"));
         }
         cmd.args(&spec.extra_args);
         let log = match &spec.serial_log {
@@ -93,7 +90,7 @@ impl Qemu {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| BootError::Start(format!("timeout qemu-system-arm: {e}")))?;
+            .map_err(|e| BootError::Start(format!("timeout {}: {e}", spec.qemu)))?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let stdin = child.stdin.take().expect("stdin is piped");
         Ok(Self {

@@ -170,7 +170,7 @@ fn a_missing_blob_fails_before_any_stage_runs() {
 }
 
 #[test]
-fn go_build_from_a_source_tarball_with_a_patch_targets_armv6() {
+fn go_build_from_a_source_tarball_with_a_patch_and_a_substitution_targets_armv6() {
     let p = project();
     // a GitHub-style tag tarball: one top directory, a module with a vendor/ directory
     let src_tgz = p.root.join("hello-1.0.tar.gz");
@@ -205,6 +205,11 @@ fn go_build_from_a_source_tarball_with_a_patch_targets_armv6() {
     source: {blob: hello-src}
     package: ./main
     patches: [files/greeting.patch]
+    substitutions:
+      - file: main/main.go
+        replace: '"patched hello"'
+        with: '"patched and substituted hello"'
+        why: the test's reason
     install: /usr/local/bin/hello
 "#;
     fs::write(p.root.join("recipe.yml"), text).unwrap();
@@ -239,5 +244,43 @@ fn go_build_from_a_source_tarball_with_a_patch_targets_armv6() {
         .arg(&bin)
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&run.stdout), "patched hello\n");
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "patched and substituted hello\n"
+    );
+}
+
+#[test]
+fn a_substitution_that_matches_nothing_fails_the_bake_with_its_reason() {
+    let p = project();
+    fs::create_dir_all(p.root.join("hello/main")).unwrap();
+    fs::write(
+        p.root.join("hello/go.mod"),
+        "module example.invalid/hello\n\ngo 1.19\n",
+    )
+    .unwrap();
+    fs::write(
+        p.root.join("hello/main/main.go"),
+        "package main\n\nfunc main() {}\n",
+    )
+    .unwrap();
+    let text = RECIPE.to_string()
+        + r#"
+  - name: hello
+    kind: go-build
+    source: {path: hello}
+    package: ./main
+    substitutions:
+      - file: main/main.go
+        replace: strconv.Atoi(x)
+        with: strconv.ParseUint(x, 10, 64)
+        why: sizes above 2 GiB overflow a 32-bit int
+    install: /usr/local/bin/hello
+"#;
+    fs::write(p.root.join("recipe.yml"), text).unwrap();
+    let e = bake(&p, None).unwrap_err().to_string();
+    assert!(e.contains("stage `hello`"), "{e}");
+    assert!(e.contains("main/main.go"), "{e}");
+    assert!(e.contains("`strconv.Atoi(x)` matches nothing"), "{e}");
+    assert!(e.contains("sizes above 2 GiB overflow a 32-bit int"), "{e}");
 }

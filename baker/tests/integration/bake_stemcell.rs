@@ -15,6 +15,12 @@
 //! Last, the proof that it is a stemcell at all: the image boots on QEMU's emulated Pi Zero
 //! (ARM1176) from its SD image to userspace, systemd starts the agent, and the guest powers
 //! off. `baker boot-check --bake-dir OUT` runs the same check on any bake's output.
+//!
+//! Then the agent check (`baker agent-check`), **with the stand-in agent, not the BOSH
+//! agent**: settings in the File source with a generated mbus certificate, a blank 4 GiB
+//! USB ephemeral disk, DHCP on QEMU's restricted user network, the mbus port forwarded to
+//! loopback. It proves the network, disk, settings and TLS plumbing of the stemcell; the
+//! real agent is checked by hand (recipes/stemcells/README.md).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -168,6 +174,7 @@ fn ci_recipe_bakes_a_stemcell_end_to_end() {
     assert!(!v.trim().is_empty());
 
     boots_and_init_starts_the_agent(&out);
+    the_stand_in_agent_answers_its_mbus_with_the_ephemeral_disk_mounted(&out);
 }
 
 fn boots_and_init_starts_the_agent(out: &Path) {
@@ -190,4 +197,45 @@ fn boots_and_init_starts_the_agent(out: &Path) {
         "report after {:.0} s, off after {:.0} s: {:?}",
         report.secs_to_report, report.secs_total, report.report
     );
+}
+
+/// **The stand-in agent (NOT the BOSH agent)** on the baked stemcell: ping and get_state over
+/// HTTPS, the ephemeral disk partitioned, formatted and mounted at /var/vcap/data, and after
+/// a power cut the same disk layout without re-partitioning or re-formatting.
+fn the_stand_in_agent_answers_its_mbus_with_the_ephemeral_disk_mounted(out: &Path) {
+    use baker::bootcheck::agent::AgentCheck;
+    use baker::bootcheck::agent_cli::{AGENT_APPEND, AgentKind, milestones};
+
+    let mut boot = BootSpec::from_bake_dir(out).unwrap();
+    boot.append = AGENT_APPEND.into();
+    boot.timeout = std::time::Duration::from_secs(900);
+    boot.stall = boot.timeout;
+    let work = tempfile::tempdir_in(out).unwrap();
+    let check = AgentCheck {
+        boot,
+        work: work.path().to_path_buf(),
+        ephemeral_mib: 4096,
+        milestones: milestones(AgentKind::StandIn),
+    };
+    let boots = check.run().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(boots.len(), 2);
+    for (i, b) in boots.iter().enumerate() {
+        assert_eq!(b.state["job_state"], "running");
+        assert_eq!(b.state["stand_in"]["note"], "not the BOSH agent");
+        let disk = &b.state["stand_in"]["ephemeral_disk"];
+        assert_eq!(disk["device"], "/dev/sda", "{disk}");
+        assert_eq!(disk["data_partition"], "/dev/sda2", "{disk}");
+        // the first boot laid the disk out; the second found it as it was
+        assert_eq!(disk["partitioned_now"], i == 0, "boot {}: {disk}", i + 1);
+        assert_eq!(disk["formatted_now"], i == 0, "boot {}: {disk}", i + 1);
+        let data = b.layout.data_partition().expect("swap + ext4 data");
+        assert!(data.size > 2 << 30, "{}", b.layout.describe());
+        eprintln!(
+            "stand-in agent, boot {}: ping after {:.0} s, {:?}; disk {}",
+            i + 1,
+            b.secs_to_ping,
+            b.milestones,
+            b.layout.describe()
+        );
+    }
 }

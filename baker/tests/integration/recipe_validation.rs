@@ -140,6 +140,16 @@ fn go_build_fields() {
         "install: var/vcap/bosh/bin/bosh-agent",
         "stages[5] (agent): install `var/vcap/bosh/bin/bosh-agent` must be an absolute path without `..`",
     );
+    check(
+        "install: /var/vcap/bosh/bin/bosh-agent}",
+        "install: /var/vcap/bosh/bin/bosh-agent, substitutions: [{file: a.go, replace: x, with: y, why: ' '}]}",
+        "stages[5] (agent): substitutions[0].why must not be empty",
+    );
+    check(
+        "install: /var/vcap/bosh/bin/bosh-agent}",
+        "install: /var/vcap/bosh/bin/bosh-agent, substitutions: [{file: ../a.go, replace: x, with: y, why: z}]}",
+        "stages[5] (agent): substitutions[0].file `../a.go` must be a path inside the source without `..`",
+    );
 }
 
 #[test]

@@ -48,10 +48,26 @@ pub struct GoBuildStage {
     /// Project-relative patch files applied with `patch -p1` in order.
     #[serde(default)]
     pub patches: Vec<PathBuf>,
+    /// Literal text replacements in the source, applied after the patches, each with the
+    /// reason beside it. One that matches nothing fails the bake: the upstream code moved.
+    #[serde(default)]
+    pub substitutions: Vec<Substitution>,
     /// Absolute install path in the root file system.
     pub install: PathBuf,
     #[serde(default)]
     pub ldflags: Vec<String>,
+}
+
+/// Replace every occurrence of `replace` in `file` with `with`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Substitution {
+    /// Path inside the source tree.
+    pub file: PathBuf,
+    pub replace: String,
+    pub with: String,
+    /// Why the source needs this change.
+    pub why: String,
 }
 
 fn default_toolchain() -> Toolchain {
@@ -86,6 +102,9 @@ impl StageKind for GoBuildStage {
                 format!("`{}`", self.package),
                 "must be a package inside the source, such as `.` or `./main`",
             ));
+        }
+        for (i, sub) in self.substitutions.iter().enumerate() {
+            sub.validate(&format!("substitutions[{i}]"))?;
         }
         if self.ldflags.is_empty() {
             return Ok(());
@@ -163,6 +182,9 @@ fn build(s: &GoBuildStage, ctx: &mut Ctx<'_>) -> Result<(), StageError> {
         .arg(&p);
         tool::run(&mut cmd, None).map_err(|error| StageError::Patch { patch: p, error })?;
     }
+    for (i, sub) in s.substitutions.iter().enumerate() {
+        sub.apply(&src, i)?;
+    }
     let go = match &s.toolchain {
         Toolchain::System => PathBuf::from("go"),
         Toolchain::Blob(key) => {
@@ -218,6 +240,58 @@ fn build(s: &GoBuildStage, ctx: &mut Ctx<'_>) -> Result<(), StageError> {
     fs::set_permissions(&dest, fs::Permissions::from_mode(0o755)).map_err(at(&dest))?;
     std::os::unix::fs::lchown(&dest, Some(0), Some(0)).map_err(at(&dest))?;
     Ok(())
+}
+
+impl Substitution {
+    fn validate(&self, field: &str) -> Result<(), FieldError> {
+        let up = self
+            .file
+            .components()
+            .any(|c| c == std::path::Component::ParentDir);
+        if self.file.is_absolute() || up || self.file.as_os_str().is_empty() {
+            return Err(FieldError::new(
+                format!("{field}.file"),
+                format!("`{}`", self.file.display()),
+                "must be a path inside the source without `..`",
+            ));
+        }
+        for (name, value) in [("replace", &self.replace), ("why", &self.why)] {
+            if value.trim().is_empty() {
+                return Err(FieldError::new(
+                    format!("{field}.{name}"),
+                    "",
+                    "must not be empty",
+                ));
+            }
+        }
+        if self.replace == self.with {
+            return Err(FieldError::new(
+                format!("{field}.with"),
+                "",
+                "is the same as `replace`",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Rewrites the file in the scratch copy of the source; `i` is its place in the recipe.
+    pub fn apply(&self, src: &Path, i: usize) -> Result<usize, StageError> {
+        let path = src.join(&self.file);
+        let text = fs::read_to_string(&path).map_err(at(&path))?;
+        let n = text.matches(&self.replace).count();
+        if n == 0 {
+            return Err(StageError::input(
+                &path,
+                format!(
+                    "substitutions[{i}]: `{}` matches nothing (the source changed; the substitution was for: {})",
+                    self.replace,
+                    self.why.trim()
+                ),
+            ));
+        }
+        fs::write(&path, text.replace(&self.replace, &self.with)).map_err(at(&path))?;
+        Ok(n)
+    }
 }
 
 /// GitHub tag tarballs wrap the tree in one `name-version/` directory.

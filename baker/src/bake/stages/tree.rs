@@ -65,7 +65,8 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<(), PathError> {
         let entry = entry.map_err(|e| walk_error(from, e))?;
         let dest = to.join(entry.path().strip_prefix(from).expect("below"));
         let ft = entry.file_type();
-        if ft.is_dir() {
+        // the root itself may be a symlink to the tree (walkdir follows it)
+        if entry.depth() == 0 || ft.is_dir() {
             fs::create_dir_all(&dest).map_err(at(&dest))?;
         } else if ft.is_symlink() {
             let t = fs::read_link(entry.path()).map_err(at(entry.path()))?;
@@ -128,5 +129,18 @@ mod tests {
             in_root(root, Path::new("/var/up/passwd")).unwrap(),
             root.join("etc/passwd")
         );
+    }
+
+    #[test]
+    fn copy_tree_copies_a_tree_reached_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        fs::create_dir_all(real.join("sub")).unwrap();
+        fs::write(real.join("sub/f"), "x").unwrap();
+        std::os::unix::fs::symlink(&real, dir.path().join("link")).unwrap();
+        let to = dir.path().join("to");
+        fs::create_dir_all(&to).unwrap();
+        copy_tree(&dir.path().join("link"), &to).unwrap();
+        assert_eq!(fs::read_to_string(to.join("sub/f")).unwrap(), "x");
     }
 }
