@@ -278,7 +278,7 @@ async fn a_vm_is_a_running_pi_with_its_root_settings_boot_files_and_reservation(
     );
     assert_eq!(
         prov::hosts(&fx),
-        format!("{},set:pifoundry,127.0.1.77,{}\n", prov::mac(0), serial(0))
+        format!("{},127.0.1.77,pi-{}\n", prov::mac(0), serial(0))
     );
 
     // what pinet serves: settings to its address only, boot files to its serial only

@@ -196,6 +196,12 @@ pub fn entries(fx: &Fixture, sub: &str) -> Vec<String> {
     v
 }
 
+/// The reservation lines of dnsmasq's hosts file (its comment header left out).
 pub fn hosts(fx: &Fixture) -> String {
-    std::fs::read_to_string(data(fx).join("dnsmasq.hosts")).unwrap_or_default()
+    std::fs::read_to_string(data(fx).join("dnsmasq.hosts"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
