@@ -23,7 +23,10 @@ pub struct Cloud<'a> {
 /// A powerd failure in `what`: a `CloudError` that is retryable exactly when powerd was
 /// unreachable or failed on its side.
 fn cloud(what: &str, e: ClientError) -> CpiError {
-    let hint = if e.code() == Some(codes::NOT_FOUND) {
+    let hint = if matches!(
+        e.code(),
+        Some(codes::NOT_FOUND | codes::PROVISIONING_DISABLED)
+    ) {
         " (does this powerd have `provisioning:` configured?)"
     } else {
         ""

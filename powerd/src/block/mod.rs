@@ -227,8 +227,30 @@ impl Block {
             ));
         }
         let mut inner = self.inner.lock().expect("block lock");
+        // A port found free can be taken by another process before qemu-nbd binds it: then
+        // the next free one is tried.
+        let mut tried = Vec::new();
+        loop {
+            let port = self.free_port(&inner.state, &tried)?;
+            match self.export_on(&mut inner, req, &file, port) {
+                Err(e) if tried.len() < 8 && e.to_string().contains("Address already in use") => {
+                    tracing::info!("NBD port {port} was taken meanwhile: trying another");
+                    tried.push(port);
+                }
+                done => return done,
+            }
+        }
+    }
+
+    fn export_on(
+        &self,
+        inner: &mut Inner,
+        req: &ExportRequest,
+        file: &Path,
+        port: u16,
+    ) -> Result<Export, BlockError> {
+        let file = file.to_path_buf();
         let name = random_name()?;
-        let port = self.free_port(&inner.state)?;
         let mut entry = Entry {
             file,
             format: req.format,
@@ -244,14 +266,14 @@ impl Block {
         inner.state.exports.insert(name.clone(), entry.clone());
         let started = self
             .save_and_sync(&inner.state)
-            .and_then(|()| self.start_process(&mut inner, &name, &entry));
+            .and_then(|()| self.start_process(inner, &name, &entry));
         match started {
             Ok(pid) => {
                 entry.pid = Some(pid);
                 entry.start_time = process::start_time(pid);
                 inner.state.exports.insert(name.clone(), entry);
                 if let Err(e) = state::save(&self.state_path, &inner.state) {
-                    self.roll_back(&mut inner, &name);
+                    self.roll_back(inner, &name);
                     return Err(e.into());
                 }
                 Ok(Export {
@@ -261,7 +283,7 @@ impl Block {
                 })
             }
             Err(e) => {
-                self.roll_back(&mut inner, &name);
+                self.roll_back(inner, &name);
                 Err(e)
             }
         }
@@ -354,8 +376,9 @@ impl Block {
 
     /// The first port of the range that no export holds (a dead one keeps its port for its
     /// restart) and that nothing else listens on.
-    fn free_port(&self, state: &StateFile) -> Result<u16, BlockError> {
-        let taken: Vec<u16> = state.exports.values().map(|e| e.port).collect();
+    fn free_port(&self, state: &StateFile, tried: &[u16]) -> Result<u16, BlockError> {
+        let mut taken: Vec<u16> = state.exports.values().map(|e| e.port).collect();
+        taken.extend_from_slice(tried);
         for port in self.cfg.ports.clone().filter(|p| !taken.contains(p)) {
             match TcpListener::bind(SocketAddr::new(self.cfg.listen, port)) {
                 Ok(_) => return Ok(port),
