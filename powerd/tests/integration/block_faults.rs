@@ -54,15 +54,26 @@ fn raw_client(e: &Export) -> TcpStream {
 }
 
 /// qemu-io on one NBD connection, fed commands one at a time.
-struct Reader {
+pub(crate) struct Reader {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<std::io::PipeReader>,
-    reads: usize,
+    pub(crate) reads: usize,
+    /// `-P 0xab ` to check the base's pattern, or nothing.
+    check: &'static str,
 }
 
 impl Reader {
     fn connect(url: &str) -> Reader {
+        Reader::connect_checking(url, "-P 0xab ")
+    }
+
+    /// A reader that only checks that each read succeeds.
+    pub(crate) fn connect_plain(url: &str) -> Reader {
+        Reader::connect_checking(url, "")
+    }
+
+    fn connect_checking(url: &str, check: &'static str) -> Reader {
         // its errors go to stderr: both on one pipe, in order
         let (out, into) = std::io::pipe().unwrap();
         let mut child = Command::new("qemu-io")
@@ -79,13 +90,14 @@ impl Reader {
             stdin,
             stdout,
             reads: 0,
+            check,
         }
     }
 
     /// Reads 64 KiB (checking the base's pattern); the line that says how it went.
     fn read(&mut self) -> Result<(), String> {
         let offset = (self.reads % 200) * 65536;
-        writeln!(self.stdin, "read -P 0xab {offset} 64k").map_err(|e| e.to_string())?;
+        writeln!(self.stdin, "read {}{offset} 64k", self.check).map_err(|e| e.to_string())?;
         let mut said = String::new();
         loop {
             let mut line = String::new();
@@ -108,7 +120,7 @@ impl Reader {
         }
     }
 
-    fn read_for(&mut self, d: Duration) {
+    pub(crate) fn read_for(&mut self, d: Duration) {
         let end = std::time::Instant::now() + d;
         while std::time::Instant::now() < end {
             let n = self.reads;

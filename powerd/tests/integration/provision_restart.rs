@@ -1,6 +1,7 @@
 //! Provisioning state survives a restart, and a powerd killed with SIGKILL half-way through a
 //! VM's creation rolls that VM back when it starts again (the real `powerd` binary, paused at
-//! a step by a debug-build failpoint).
+//! a step by a debug-build failpoint). A running VM's root export serves on while powerd is
+//! SIGKILLed and restarted.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -219,4 +220,106 @@ async fn a_vm_caught_creating_by_a_kill_is_rolled_back_at_the_next_start() {
         vm["reserved"] == true && vm["settings"].is_object() && vm["powered"] == true
     })
     .await;
+}
+
+/// The qemu-nbd serving the root export, as block.json records it: (pid, alive).
+fn root_export_process(fx: &Fixture, name: &str) -> (u64, bool) {
+    let block: Value =
+        serde_json::from_slice(&std::fs::read(prov::data(fx).join("exports/block.json")).unwrap())
+            .unwrap();
+    let pid = block["exports"][name]["pid"].as_u64().unwrap();
+    (pid, std::path::Path::new(&format!("/proc/{pid}")).exists())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_export_keeps_serving_while_powerd_is_killed_and_restarted() {
+    let fx = Fixture::new();
+    fx.config(&prov::config_text(&fx, 1, ""));
+    let cfg_path = fx.path("powerd.yml");
+    let d = Daemon::start(&cfg_path, "");
+    let c = d.client();
+    let r = c
+        .call(
+            Method::PUT,
+            &format!("/v1/pis/{}", serial(0)),
+            Some(&serde_json::to_value(prov::spec(0)).unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::CREATED, "{}", text(&r));
+    let img = prov::make_image(fx.dir.path(), 40, "alive");
+    let r = c
+        .send(
+            Method::POST,
+            "/v1/images?arch=armv6l",
+            &Credentials::Bearer(TOKEN.into()),
+            Some(std::fs::read(&img).unwrap()),
+        )
+        .await
+        .unwrap();
+    let image = r.json()["id"].as_str().unwrap().to_string();
+    let r = c
+        .call(
+            Method::POST,
+            "/v1/vms",
+            Some(&prov::create_body(&image, "agent-a")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::CREATED, "{}", text(&r));
+    let vm = r.json()["id"].as_str().unwrap().to_string();
+    let root = state(&fx)["vms"][&vm]["root_export"].clone();
+    let name = root["name"].as_str().unwrap().to_string();
+    let url = format!(
+        "nbd://{}:{}/{name}",
+        root["host"].as_str().unwrap(),
+        root["port"]
+    );
+    let (pid, alive) = root_export_process(&fx, &name);
+    assert!(alive, "qemu-nbd {pid} of the root export");
+
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut reader = crate::block_faults::Reader::connect_plain(&url);
+        reader.read_for(Duration::from_millis(500));
+        reader
+    })
+    .await
+    .unwrap();
+    let mut d = d;
+    d.child.kill().unwrap(); // SIGKILL
+    d.child.wait().unwrap();
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut reader = reader;
+        reader.read_for(Duration::from_millis(1000));
+        reader
+    })
+    .await
+    .unwrap();
+
+    let d = Daemon::start(&cfg_path, "");
+    let got = d
+        .client()
+        .call(Method::GET, &format!("/v1/vms/{vm}"), None)
+        .await
+        .unwrap();
+    assert_eq!(got.json()["state"], serde_json::json!(VmState::Running));
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut reader = reader;
+        reader.read_for(Duration::from_millis(500));
+        reader
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        root_export_process(&fx, &name),
+        (pid, true),
+        "the restarted powerd re-adopted the running qemu-nbd, it did not start another"
+    );
+    assert!(reader.reads > 20, "only {} reads", reader.reads);
+    let r = d
+        .client()
+        .call(Method::DELETE, &format!("/v1/vms/{vm}"), None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", text(&r));
 }
