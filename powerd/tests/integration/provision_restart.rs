@@ -117,15 +117,8 @@ fn state(fx: &Fixture) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// Kills powerd while a creation waits at `step` (everything before it done), starts it
-/// again and checks that nothing of the VM is left.
-async fn kill_during(step: &str, done: impl Fn(&Value) -> bool) {
-    let fx = Fixture::new();
-    let cfg = fx.config(&prov::config_text(&fx, 1, ""));
-    let cfg_path = fx.path("powerd.yml");
-    assert!(cfg.provisioning.is_some());
-    let d = Daemon::start(&cfg_path, &format!("vm.create.{step}=pause:120s"));
-    let c = d.client();
+/// Registers Pi 0 and uploads a small image; returns the image's id.
+async fn one_pi_and_an_image(c: &Client, fx: &Fixture, tag: &str) -> String {
     let r = c
         .call(
             Method::PUT,
@@ -135,7 +128,7 @@ async fn kill_during(step: &str, done: impl Fn(&Value) -> bool) {
         .await
         .unwrap();
     assert_eq!(r.status, StatusCode::CREATED, "{}", text(&r));
-    let img = prov::make_image(fx.dir.path(), 40, "kill");
+    let img = prov::make_image(fx.dir.path(), 40, tag);
     let r = c
         .send(
             Method::POST,
@@ -145,7 +138,20 @@ async fn kill_during(step: &str, done: impl Fn(&Value) -> bool) {
         )
         .await
         .unwrap();
-    let image = r.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(r.status, StatusCode::CREATED, "{}", text(&r));
+    r.json()["id"].as_str().unwrap().to_string()
+}
+
+/// Kills powerd while a creation waits at `step` (everything before it done), starts it
+/// again and checks that nothing of the VM is left.
+async fn kill_during(step: &str, done: impl Fn(&Value) -> bool) {
+    let fx = Fixture::new();
+    let cfg = fx.config(&prov::config_text(&fx, 1, ""));
+    let cfg_path = fx.path("powerd.yml");
+    assert!(cfg.provisioning.is_some());
+    let d = Daemon::start(&cfg_path, &format!("vm.create.{step}=pause:120s"));
+    let c = d.client();
+    let image = one_pi_and_an_image(&c, &fx, "kill").await;
     let body = prov::create_body(&image, "agent-k");
     let create = tokio::spawn(async move { c.call(Method::POST, "/v1/vms", Some(&body)).await });
     let mut waited = 0;
@@ -238,26 +244,7 @@ async fn a_root_export_keeps_serving_while_powerd_is_killed_and_restarted() {
     let cfg_path = fx.path("powerd.yml");
     let d = Daemon::start(&cfg_path, "");
     let c = d.client();
-    let r = c
-        .call(
-            Method::PUT,
-            &format!("/v1/pis/{}", serial(0)),
-            Some(&serde_json::to_value(prov::spec(0)).unwrap()),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status, StatusCode::CREATED, "{}", text(&r));
-    let img = prov::make_image(fx.dir.path(), 40, "alive");
-    let r = c
-        .send(
-            Method::POST,
-            "/v1/images?arch=armv6l",
-            &Credentials::Bearer(TOKEN.into()),
-            Some(std::fs::read(&img).unwrap()),
-        )
-        .await
-        .unwrap();
-    let image = r.json()["id"].as_str().unwrap().to_string();
+    let image = one_pi_and_an_image(&c, &fx, "alive").await;
     let r = c
         .call(
             Method::POST,
