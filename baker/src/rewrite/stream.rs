@@ -18,6 +18,7 @@ use crate::release::digest::{Algo, Digests, HashingReader, MultiDigest};
 use crate::release::fingerprint::{Era, FileDigest};
 use crate::release::manifest::{Manifest, Package};
 use crate::release::reader::summarize_files;
+use crate::release::reader::{Role, role};
 use crate::release::{self, ArchiveInfo};
 
 use super::plan::{self, PackageChange, Progress};
@@ -376,35 +377,6 @@ fn algos_for(m: &Manifest, path: &str) -> (Vec<Algo>, Vec<Algo>) {
         v.dedup();
     }
     (outer, files)
-}
-
-enum Role {
-    Manifest,
-    Archive,
-    TopFile,
-    Other,
-}
-
-/// What an outer entry is, as bosh-cli lays a release out.
-fn role(name: &str) -> Role {
-    let in_dir = |dir: &str| {
-        name.strip_prefix(dir)
-            .and_then(|n| n.strip_prefix('/'))
-            .is_some_and(|n| !n.contains('/') && n.ends_with(".tgz"))
-    };
-    if name == "release.MF" {
-        Role::Manifest
-    } else if name == "license.tgz"
-        || ["jobs", "packages", "compiled_packages"]
-            .iter()
-            .any(|d| in_dir(d))
-    {
-        Role::Archive
-    } else if !name.contains('/') && (name.starts_with("LICENSE") || name.starts_with("NOTICE")) {
-        Role::TopFile
-    } else {
-        Role::Other
-    }
 }
 
 fn read_small(e: &mut Entry<'_>) -> Result<Vec<u8>, RewriteError> {

@@ -56,15 +56,15 @@ impl ReleaseTarball {
     }
 }
 
-/// What an outer entry is.
-enum Role {
+/// What an outer entry of a release tarball is, as bosh-cli lays a release out.
+pub enum Role {
     Manifest,
     Archive,
     TopFile,
     Other,
 }
 
-fn role(name: &str) -> Role {
+pub fn role(name: &str) -> Role {
     let in_dir = |dir: &str| {
         name.strip_prefix(dir)
             .and_then(|n| n.strip_prefix('/'))
