@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use std::collections::BTreeMap;
 
+use crate::support::busybox_recipe;
 use baker::bake::{self, BakeError, BakeOptions, Outcome};
 use baker::blobs::{LocalBlobs, NoBlobs};
 use baker::recipe::stemcell::StemcellRecipe;
@@ -18,19 +19,10 @@ struct Project {
     cache: PathBuf,
 }
 
-const RECIPE: &str = r#"
-name: engine-test
-version: '0.0.1'
-operating_system: debian-bookworm-armv6l
-arch: armv6l
-board: rpi-zero
-stages:
-  - name: base
-    kind: rootfs
-    suite: bookworm
-    variant: extract
-    packages: [busybox-static]
-  - name: early
+fn recipe() -> String {
+    busybox_recipe(
+        "engine-test",
+        r#"  - name: early
     kind: files
     files:
       - {src: files/early.txt, dest: /etc/early.txt}
@@ -38,7 +30,9 @@ stages:
     kind: files
     files:
       - {src: files/late.hbs, dest: /etc/late.txt, mode: '0600', template: true}
-"#;
+"#,
+    )
+}
 
 fn project() -> Project {
     let dir = tempfile::tempdir().unwrap();
@@ -46,7 +40,7 @@ fn project() -> Project {
     fs::create_dir_all(root.join("files")).unwrap();
     fs::write(root.join("files/early.txt"), "early\n").unwrap();
     fs::write(root.join("files/late.hbs"), "{{name}} {{arch}} v1\n").unwrap();
-    fs::write(root.join("recipe.yml"), RECIPE).unwrap();
+    fs::write(root.join("recipe.yml"), recipe()).unwrap();
     let cache = dir.path().join("cache");
     Project {
         _dir: dir,
@@ -152,7 +146,7 @@ fn unknown_from_stage_is_an_error_naming_the_stages() {
 #[test]
 fn a_missing_blob_fails_before_any_stage_runs() {
     let p = project();
-    let text = RECIPE.to_string()
+    let text = recipe()
         + r#"
   - name: agent
     kind: go-build
@@ -198,7 +192,7 @@ fn go_build_from_a_source_tarball_with_a_patch_and_a_substitution_targets_armv6(
         "--- a/main/main.go\n+++ b/main/main.go\n@@ -2,4 +2,4 @@\n \n import \"fmt\"\n \n-func main() { fmt.Println(\"hello\") }\n+func main() { fmt.Println(\"patched hello\") }\n",
     )
     .unwrap();
-    let text = RECIPE.to_string()
+    let text = recipe()
         + r#"
   - name: hello
     kind: go-build
@@ -264,7 +258,7 @@ fn a_substitution_that_matches_nothing_fails_the_bake_with_its_reason() {
         "package main\n\nfunc main() {}\n",
     )
     .unwrap();
-    let text = RECIPE.to_string()
+    let text = recipe()
         + r#"
   - name: hello
     kind: go-build

@@ -11,6 +11,7 @@ use baker::blobs_lock::LockEntry;
 use baker::fetch::tree::{tree_hash_dir, tree_hash_file};
 use baker::fetch::{FetchError, FetchOptions, Fetcher};
 
+use crate::support::busybox_recipe;
 use crate::support::http::Server;
 
 fn sh(cmd: &str, dir: &Path) -> Vec<u8> {
@@ -246,26 +247,17 @@ fn a_bake_builds_a_content_pinned_source_from_a_loopback_mirror() {
         ),
     )
     .unwrap();
-    let recipe = r#"
-name: pin-test
-version: '0.0.1'
-operating_system: debian-bookworm-armv6l
-arch: armv6l
-board: rpi-zero
-stages:
-  - name: base
-    kind: rootfs
-    suite: bookworm
-    variant: extract
-    packages: [busybox-static]
-  - name: agent
+    let recipe = busybox_recipe(
+        "pin-test",
+        r#"  - name: agent
     kind: go-build
     source: {blob: agent-src}
     package: ./main
     install: /var/vcap/bosh/bin/bosh-agent
     ldflags: ['-X main.VersionLabel=1.0-0123abcd-go1.19']
-"#;
-    std::fs::write(root.join("recipe.yml"), recipe).unwrap();
+"#,
+    );
+    std::fs::write(root.join("recipe.yml"), &recipe).unwrap();
     let recipe_path = root.join("recipe.yml");
     let parsed = StemcellRecipe::load(&recipe_path).unwrap();
     let cache = work.path().join("stages");

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::busybox_recipe;
 use sha2::{Digest, Sha256};
 
 const BAKER: &str = env!("CARGO_BIN_EXE_baker");
@@ -306,19 +307,10 @@ const BAKE_KILLS: u32 = 6;
 
 /// The bake engine's small real recipe (bake_engine.rs): a busybox `extract` root and two
 /// `files` stages, so kills land in mmdebstrap, in cache restores and in cache stores.
-const BAKE_RECIPE: &str = r#"
-name: crash-test
-version: '0.0.1'
-operating_system: debian-bookworm-armv6l
-arch: armv6l
-board: rpi-zero
-stages:
-  - name: base
-    kind: rootfs
-    suite: bookworm
-    variant: extract
-    packages: [busybox-static]
-  - name: early
+fn bake_recipe() -> String {
+    busybox_recipe(
+        "crash-test",
+        r#"  - name: early
     kind: files
     files:
       - {src: files/early.txt, dest: /etc/early.txt}
@@ -326,7 +318,9 @@ stages:
     kind: files
     files:
       - {src: files/late.txt, dest: /etc/late.txt}
-"#;
+"#,
+    )
+}
 
 /// Every visible entry of the stage cache must be whole: `lookup` accepts it (size and sha256
 /// of its snapshot match its meta). Returns the entries that are not.
@@ -352,7 +346,7 @@ fn bake_killed_anywhere_keeps_its_stage_cache_whole() {
     std::fs::write(project.join("files/early.txt"), "early\n").unwrap();
     std::fs::write(project.join("files/late.txt"), "late\n").unwrap();
     let recipe = project.join("recipe.yml");
-    std::fs::write(&recipe, BAKE_RECIPE).unwrap();
+    std::fs::write(&recipe, bake_recipe()).unwrap();
     let cache = dir.path().join("cache");
     let out = dir.path().join("out");
     let cmd = |from: Option<&str>| {

@@ -1,6 +1,7 @@
 //! Helpers shared by baker's integration tests: the `baker` executable, bosh-cli's reference
 //! releases and releases built from them (`release`), ELF fixtures built with Debian's cross
-//! compilers (`elf_fixtures`), a loopback HTTP server (`http`).
+//! compilers (`elf_fixtures`), a loopback HTTP server (`http`), and the small real stemcell
+//! recipe the bake tests share (`busybox_recipe`).
 
 #![allow(dead_code)] // each test module uses a different subset
 
@@ -29,4 +30,23 @@ pub fn stderr_line(out: &Output) -> String {
     let e = String::from_utf8(out.stderr.clone()).unwrap();
     assert_eq!(e.lines().count(), 1, "{e}");
     e.trim_end().to_string()
+}
+
+/// A stemcell recipe whose root is Debian's busybox-static unpacked by mmdebstrap's `extract`
+/// variant (seconds to build), followed by `later_stages` (YAML list items, indented by two).
+pub fn busybox_recipe(name: &str, later_stages: &str) -> String {
+    let head = [
+        format!("name: {name}"),
+        "version: '0.0.1'".into(),
+        "operating_system: debian-bookworm-armv6l".into(),
+        "arch: armv6l".into(),
+        "board: rpi-zero".into(),
+        "stages:".into(),
+        "  - name: base".into(),
+        "    kind: rootfs".into(),
+        "    suite: bookworm".into(),
+        "    variant: extract".into(),
+        "    packages: [busybox-static]".into(),
+    ];
+    format!("{}\n{later_stages}", head.join("\n"))
 }
