@@ -117,6 +117,42 @@ impl Reservations {
         self.reload()
     }
 
+    /// Makes the reservations exactly `want` (MAC, IP, serial): what powerd's records hold at
+    /// start, whatever the hosts file says (an edit, or a kill between a record and its file).
+    /// Writes and tells dnsmasq only when something differs; returns how many lines changed.
+    pub fn reconcile<'a>(
+        &self,
+        want: impl IntoIterator<Item = (&'a str, Ipv4Addr, &'a str)>,
+    ) -> Result<usize, DhcpError> {
+        let mut next = BTreeMap::new();
+        for (mac, ip, serial) in want {
+            if !is_serial(serial) {
+                return Err(DhcpError::Serial(serial.to_owned()));
+            }
+            let entry = Reservation {
+                ip,
+                serial: serial.to_owned(),
+            };
+            next.insert(normalise_mac(mac)?, entry);
+        }
+        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = hosts
+            .iter()
+            .filter(|(m, r)| next.get(*m) != Some(*r))
+            .count()
+            + next
+                .iter()
+                .filter(|(m, r)| hosts.get(*m) != Some(*r))
+                .count();
+        if changed == 0 {
+            return Ok(0);
+        }
+        self.write(&next)?;
+        *hosts = next;
+        self.reload()?;
+        Ok(changed)
+    }
+
     fn write(&self, hosts: &BTreeMap<String, Reservation>) -> Result<(), DhcpError> {
         let mut text =
             String::from("# written by powerd: one Pi reservation a line; edits are lost\n");

@@ -1,9 +1,11 @@
 //! What a start does after a stop or a kill: VMs caught `creating` are rolled back and those
 //! caught `deleting` are finished; attaches the Pi never confirmed are undone; exports,
-//! uploads, overlays and disk files that no record names are removed; each running VM's Pi
-//! is told its attachments again.
+//! uploads, overlays and disk files that no record names are removed; dnsmasq's hosts file is
+//! made to hold exactly the running VMs' reservations; each running VM's Pi is told its
+//! attachments again.
 
 use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 use powerd_client::provision::VmState;
@@ -36,6 +38,8 @@ impl Provisioner {
             tracing::warn!(disk = %id, "attach never confirmed: rolling it back");
             self.release_disk(&id).await?;
         }
+
+        self.reconcile_reservations()?;
 
         let (exports, images, vms, disks) = self.store.read(|s| {
             let mut exports = BTreeSet::new();
@@ -83,6 +87,32 @@ impl Provisioner {
         });
         for (pi, vm) in running {
             self.publish(&pi, &vm);
+        }
+        Ok(())
+    }
+}
+
+impl Provisioner {
+    fn reconcile_reservations(&self) -> Result<(), ProvisionError> {
+        let want: Vec<(String, Ipv4Addr, String)> = self.store.read(|s| {
+            s.vms
+                .values()
+                .filter(|v| v.reserved)
+                .filter_map(|v| Some((v.mac.clone(), v.net.ip.parse().ok()?, v.pi.clone())))
+                .collect()
+        });
+        let changed = self
+            .reservations
+            .reconcile(
+                want.iter()
+                    .map(|(m, ip, pi)| (m.as_str(), *ip, pi.as_str())),
+            )
+            .map_err(|e| ProvisionError::failed("recover.reservations", e))?;
+        if changed > 0 {
+            tracing::warn!(
+                changed,
+                "dnsmasq's hosts file differed from the VMs' reservations: rewritten"
+            );
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Provisioning state survives a restart, and a powerd killed with SIGKILL half-way through a
 //! VM's creation rolls that VM back when it starts again (the real `powerd` binary, paused at
 //! a step by a debug-build failpoint). A running VM's root export serves on while powerd is
-//! SIGKILLed and restarted.
+//! SIGKILLed and restarted. A start rewrites dnsmasq's hosts file from the VM records.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -61,6 +61,37 @@ async fn vms_pis_and_disks_survive_a_restart() {
             .status,
         StatusCode::NO_CONTENT
     );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_start_makes_the_hosts_file_hold_exactly_the_running_vms_reservations() {
+    let fx = Fixture::new();
+    let cfg = fx.config(&prov::config_text(&fx, 2, ""));
+    let srv = fx.start(&cfg).await;
+    prov::register(&srv, 2).await;
+    let image = prov::upload(&srv, &prov::make_image(fx.dir.path(), 40, "hosts")).await;
+    let vm = prov::create_vm(&srv, &image).await;
+    let reserved = prov::hosts(&fx);
+    assert_eq!(reserved.lines().count(), 1, "{reserved}");
+    assert!(reserved.contains(&vm.address), "{reserved}");
+    srv.stop().await;
+
+    // while powerd was down: the VM's line lost, a line for no VM added
+    std::fs::write(
+        prov::data(&fx).join("dnsmasq.hosts"),
+        "52:54:00:aa:bb:cc,10.0.0.99,pi-deadbeef\n",
+    )
+    .unwrap();
+    let srv = fx.start(&cfg).await;
+    assert_eq!(prov::hosts(&fx), reserved);
+    assert_eq!(
+        srv.call(Method::DELETE, &format!("/v1/vms/{}", vm.id), None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(prov::hosts(&fx), "");
     srv.stop().await;
 }
 
