@@ -127,6 +127,7 @@ fn helper_scripts_are_valid_shell() {
         "var/vcap/bosh/bin/sync-time",
         "var/vcap/bosh/bin/bosh-start-logging-and-auditing",
         "usr/lib/pifoundry/bootcheck-report",
+        "usr/lib/pifoundry/settings-uri",
     ] {
         let path = files().join(rel);
         let text = fs::read_to_string(&path).unwrap();
@@ -306,4 +307,192 @@ fn agent_stand_in_answers_ping_and_get_state_over_https_with_the_settings_cert()
     );
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Serves `body` as `/latest/user-data` on loopback to every GET, as powerd's Pi network
+/// does, until the test ends.
+fn serve_user_data(body: String) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let n = conn.read(&mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]);
+            let reply = if head.starts_with("GET /latest/user-data ") {
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".into()
+            };
+            let _ = conn.write_all(reply.as_bytes());
+        }
+    });
+    port
+}
+
+/// Runs the stand-in on an ARM1176 until its console shows `until` (or it exits), then
+/// stops it; returns the console text.
+fn stand_in_console(agent: &Path, cfg: &Path, base: &Path, until: &str) -> String {
+    let console = base.join("console");
+    fs::write(&console, "").unwrap();
+    let mut child = Command::new("qemu-arm-static")
+        .args(["-cpu", "arm1176"])
+        .arg(agent)
+        .args(["-P", "ubuntu", "-C"])
+        .arg(cfg)
+        .arg("-b")
+        .arg(base)
+        .env("PIFOUNDRY_STUB_CONSOLE", &console)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let text = loop {
+        let text = fs::read_to_string(&console).unwrap();
+        if text.contains(until) || child.try_wait().unwrap().is_some() {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {until} on the console: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    text
+}
+
+/// The stand-in (NOT the BOSH agent) on a netboot: the File source's file is absent, so it
+/// reads the HTTP source as the agent.json lists it, counts boots on the root and checks the
+/// root takes writes; a document without agent_id is named as such.
+#[test]
+fn agent_stand_in_falls_through_to_the_http_source_and_counts_boots() {
+    use baker::bootcheck::settings::{self, MbusCert};
+
+    let dir = tempfile::tempdir().unwrap();
+    let agent = build_stub(dir.path());
+    let mbus_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cert = MbusCert::generate().unwrap();
+    let mut doc = settings::settings("agent-net", "s3cret", &cert, "");
+    doc["mbus"] = json!(format!("https://mbus:s3cret@127.0.0.1:{mbus_port}"));
+    doc["networks"] = json!({});
+    doc["disks"]["ephemeral"] = Value::Null;
+    let good = serve_user_data(doc.to_string());
+    let mut nameless = doc.clone();
+    nameless.as_object_mut().unwrap().remove("agent_id");
+    let bad = serve_user_data(nameless.to_string());
+
+    let config = |port: u16, name: &str| {
+        let mut cfg: Value = serde_json::from_str(
+            &render("var/vcap/bosh/agent.json.hbs", &recipe_context()).unwrap(),
+        )
+        .unwrap();
+        cfg["Infrastructure"]["Settings"]["Sources"] = json!([
+            {"Type": "File", "SettingsPath": dir.path().join("absent.json")},
+            {"Type": "HTTP", "URI": format!("http://127.0.0.1:{port}"), "UserDataPath": "/latest/user-data"},
+        ]);
+        let path = dir.path().join(name);
+        fs::write(&path, cfg.to_string()).unwrap();
+        path
+    };
+    let base = dir.path().join("base");
+    fs::create_dir_all(&base).unwrap();
+    let cfg = config(good, "agent.json");
+    for n in 1..=2 {
+        let console = stand_in_console(&agent, &cfg, &base, "PIFOUNDRY-STAND-IN-MBUS");
+        assert!(
+            console.contains(&format!("PIFOUNDRY-STAND-IN-BOOT n={n}\r")),
+            "{console}"
+        );
+        assert!(
+            console.contains("PIFOUNDRY-STAND-IN-SETTINGS source=HTTP agent_id=agent-net "),
+            "{console}"
+        );
+        assert!(
+            console.contains("PIFOUNDRY-STAND-IN-ROOT-WRITABLE ok"),
+            "{console}"
+        );
+    }
+    let console = stand_in_console(
+        &agent,
+        &config(bad, "agent-bad.json"),
+        &base,
+        "PIFOUNDRY-STAND-IN-ERROR",
+    );
+    assert!(
+        console.contains("/latest/user-data: agent_id is missing or empty"),
+        "{console}"
+    );
+    assert!(
+        !console.contains("PIFOUNDRY-STAND-IN-SETTINGS"),
+        "{console}"
+    );
+}
+
+/// bosh-agent-rc's settings-uri on the rendered agent.json: a netboot's `pifoundry.api=`
+/// becomes the HTTP source's URI (the File source stays first: an absent file falls through
+/// to HTTP, as bosh-agent's multi-source walks them); an SD boot's command line changes
+/// nothing; a value that is no plain http:// URL is refused, naming the command line.
+#[test]
+fn settings_uri_points_the_http_source_at_pifoundry_api_only_on_a_netboot() {
+    let dir = tempfile::tempdir().unwrap();
+    let baked = render("var/vcap/bosh/agent.json.hbs", &recipe_context()).unwrap();
+    let agent_json = dir.path().join("agent.json");
+    let run = |cmdline: &str| {
+        let path = dir.path().join("cmdline");
+        fs::write(&path, cmdline).unwrap();
+        Command::new("sh")
+            .arg(files().join("usr/lib/pifoundry/settings-uri"))
+            .arg(&path)
+            .arg(&agent_json)
+            .output()
+            .unwrap()
+    };
+
+    fs::write(&agent_json, &baked).unwrap();
+    let out = run("console=serial0,115200 root=PARTUUID=abc-02 rootwait\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fs::read_to_string(&agent_json).unwrap(), baked, "SD boot");
+
+    let out = run(
+        "console=serial0,115200 root=/dev/nbd0p2 nbd.max_part=8 nbdroot=10.0.0.1:10809/x \
+         ip=10.0.0.5::10.0.0.1:255.255.255.0:pi:eth0:off pifoundry.api=http://10.0.0.1:8086\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg: Value = serde_json::from_str(&fs::read_to_string(&agent_json).unwrap()).unwrap();
+    let sources = &cfg["Infrastructure"]["Settings"]["Sources"];
+    assert_eq!(sources[0]["Type"], "File");
+    assert_eq!(sources[1]["Type"], "HTTP");
+    assert_eq!(sources[1]["URI"], "http://10.0.0.1:8086");
+    assert_eq!(sources[1]["UserDataPath"], "/latest/user-data");
+    let leftovers: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    let before = fs::read_to_string(&agent_json).unwrap();
+    let out = run("root=/dev/nbd0p2 pifoundry.api=http://10.0.0.1:8086/\"x\n");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cmdline: pifoundry.api="), "{err}");
+    assert_eq!(fs::read_to_string(&agent_json).unwrap(), before);
 }

@@ -11,7 +11,7 @@ use powerd_client::provision::{
 };
 
 use super::state::{DiskRec, ProvState};
-use super::vms::{FIRST_SLOT, LAST_SLOT, complete_settings, device, export_rec};
+use super::vms::{EPHEMERAL_DEVICE, FIRST_SLOT, LAST_SLOT, complete_settings, device, export_rec};
 use super::{ProvisionError, Provisioner, new_id, now};
 use crate::block::ExportRequest;
 
@@ -36,8 +36,25 @@ impl DiskRec {
     }
 }
 
-/// What the Pi carrying `vm` should have connected.
+/// What the Pi carrying `vm` should have connected: its ephemeral disk on slot 1 (the helper
+/// connects it before the agent starts; create does not wait for its confirmation) and the
+/// persistent disks assigned to it.
 fn attachments_of(s: &ProvState, vm: &str) -> Vec<PiAttachment> {
+    let ephemeral = s
+        .vms
+        .get(vm)
+        .and_then(|v| v.ephemeral_export.as_ref())
+        .map(|e| PiAttachment {
+            disk: format!("{vm}-ephemeral"),
+            slot: 1,
+            device: EPHEMERAL_DEVICE.into(),
+            nbd: NbdTarget {
+                host: e.host.clone(),
+                port: e.port,
+                export: e.name.clone(),
+            },
+            want: Want::Connected,
+        });
     let mut out: Vec<PiAttachment> = s
         .disks
         .values()
@@ -56,6 +73,7 @@ fn attachments_of(s: &ProvState, vm: &str) -> Vec<PiAttachment> {
                 want: Want::Connected,
             })
         })
+        .chain(ephemeral)
         .collect();
     out.sort_by_key(|a| a.slot);
     out

@@ -6,6 +6,7 @@
 mod support;
 
 mod api;
+mod attach_helper;
 mod block;
 mod block_access;
 mod block_faults;

@@ -322,3 +322,66 @@ async fn an_attach_the_pi_does_not_confirm_is_rolled_back() {
     );
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ephemeral_disk_is_published_on_slot_1_without_create_waiting_for_it() {
+    let fx = Fixture::new();
+    // no helper runs: create returned all the same
+    let (srv, p, vm) = setup(&fx).await;
+    let vm_id = vm["id"].as_str().unwrap();
+    let ephemeral_id = format!("{vm_id}-ephemeral");
+    let now = p
+        .hub
+        .poll(&serial(0), 0, std::time::Duration::from_secs(0))
+        .await;
+    assert_eq!(now.attachments.len(), 1, "{:?}", now.attachments);
+    let a = &now.attachments[0];
+    assert_eq!(
+        (a.disk.as_str(), a.slot, a.device.as_str(), a.want),
+        (ephemeral_id.as_str(), 1, "/dev/nbd1", Want::Connected)
+    );
+    let exported = p
+        .exports()
+        .into_iter()
+        .find(|e| e.name == a.nbd.export)
+        .expect("the listed export exists");
+    assert!(exported.file.ends_with("ephemeral.raw"), "{exported:?}");
+    assert_eq!(
+        (a.nbd.host.as_str(), a.nbd.port),
+        (exported.host.to_string().as_str(), exported.port)
+    );
+    // the helper's confirmation is accepted (the HTTP handler answers it 204)
+    let confirmed = p.hub.confirm(
+        &serial(0),
+        &ephemeral_id,
+        Confirm {
+            state: Confirmed::Connected,
+            message: None,
+        },
+    );
+    assert!(confirmed.is_ok(), "{confirmed:?}");
+
+    // a persistent disk joins it, sorted by slot, and the ephemeral entry stays
+    let pi_helper = helper(p.clone(), serial(0), Some(Confirmed::Connected));
+    let disk = new_disk(&srv, json!({"size_mib": 8})).await;
+    let r = srv
+        .call(
+            Method::POST,
+            &format!("/v1/disks/{disk}/attach"),
+            Some(json!({"vm": vm_id})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", text(&r));
+    let now = p
+        .hub
+        .poll(&serial(0), 0, std::time::Duration::from_secs(0))
+        .await;
+    let listed: Vec<(String, u8)> = now
+        .attachments
+        .iter()
+        .map(|a| (a.disk.clone(), a.slot))
+        .collect();
+    assert_eq!(listed, vec![(ephemeral_id, 1), (disk, 2)]);
+    pi_helper.abort();
+    srv.stop().await;
+}

@@ -1,0 +1,3 @@
+module pifoundry.invalid/pifoundry-attach
+
+go 1.19
