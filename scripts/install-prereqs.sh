@@ -58,16 +58,27 @@ done
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-missing=()
-for p in "${want_apt[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
+missing_apt() {
+  missing=()
+  for p in "${want_apt[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+}
+# Two rounds: installing one package can remove another that was there (Debian's
+# qemu-system-arm 7.2 replaces a backports qemu-utils 10 that the image shipped with).
+for round in 1 2; do
+  missing_apt
+  [ ${#missing[@]} -gt 0 ] || break
   echo "install-prereqs: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   # several apt runs at once fail on the dpkg lock: wait for it instead
-  as_root apt-get -o DPkg::Lock::Timeout=600 update -qq
+  [ "$round" -gt 1 ] || as_root apt-get -o DPkg::Lock::Timeout=600 update -qq
   as_root apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+done
+missing_apt
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-prereqs: still missing after installing: ${missing[*]} (apt removes them again)" >&2
+  exit 1
 fi
 
 # qemu-user through binfmt_misc: the kernel has it built in but does not mount it at boot.
