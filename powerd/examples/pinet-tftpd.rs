@@ -56,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
             gateway: "10.77.0.1".parse()?,
             netmask: "255.255.255.0".parse()?,
             hostname: "pi-bench".into(),
-            interface: "eth0".into(),
+            mac: "52:54:00:12:34:56".into(),
         },
     };
     let listeners = Listeners::bind(&cfg)?;

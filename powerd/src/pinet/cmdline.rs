@@ -17,8 +17,9 @@ pub struct CmdlineParams {
     pub gateway: Ipv4Addr,
     pub netmask: Ipv4Addr,
     pub hostname: String,
-    /// `eth0` on every Pi with Ethernet (`net.ifnames=0` keeps the name).
-    pub interface: String,
+    /// The Pi's MAC: the initramfs configures the interface that has it (`BOOTIF=`), which is
+    /// `eth0` on a Pi with Ethernet and `usb0` on a Pi Zero's USB network.
+    pub mac: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,12 +41,7 @@ pub fn render(p: &CmdlineParams, api: SocketAddr) -> Result<String, CmdlineError
         is_hostname,
         "a DNS label: a-z, 0-9, `-`",
     )?;
-    check(
-        "interface",
-        &p.interface,
-        is_word,
-        "letters, digits, `.`, `_`, `-`",
-    )?;
+    check("mac", &p.mac, is_mac, "six hex pairs separated by `:`")?;
     check(
         "nbd_export",
         &p.nbd_export,
@@ -55,14 +51,14 @@ pub fn render(p: &CmdlineParams, api: SocketAddr) -> Result<String, CmdlineError
     let nbd = SocketAddr::new(p.nbd_host, p.nbd_port);
     Ok(format!(
         "console=ttyAMA0,115200 root=/dev/nbd0p2 nbd.max_part=8 \
-         nbdroot={nbd}/{export} ip={addr}::{gw}:{mask}:{host}:{iface}:off \
+         nbdroot={nbd}/{export} ip={addr}::{gw}:{mask}:{host}::off BOOTIF=01-{bootif} \
          pifoundry.api=http://{api} rw net.ifnames=0 rootwait panic=10\n",
         export = p.nbd_export,
         addr = p.address,
         gw = p.gateway,
         mask = p.netmask,
         host = p.hostname,
-        iface = p.interface,
+        bootif = p.mac.to_ascii_lowercase().replace(':', "-"),
     ))
 }
 
@@ -89,6 +85,14 @@ fn is_word(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
+fn is_mac(s: &str) -> bool {
+    let pairs: Vec<&str> = s.split(':').collect();
+    pairs.len() == 6
+        && pairs
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 fn is_hostname(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
@@ -111,7 +115,7 @@ mod tests {
             gateway: "10.77.0.1".parse().unwrap(),
             netmask: "255.255.255.0".parse().unwrap(),
             hostname: "pi-1a2b3c4d".into(),
-            interface: "eth0".into(),
+            mac: "B8:27:EB:1A:2B:3C".into(),
         }
     }
 
@@ -122,7 +126,7 @@ mod tests {
             line,
             "console=ttyAMA0,115200 root=/dev/nbd0p2 nbd.max_part=8 \
              nbdroot=10.77.0.1:10810/0123456789abcdef0123456789abcdef \
-             ip=10.77.0.105::10.77.0.1:255.255.255.0:pi-1a2b3c4d:eth0:off \
+             ip=10.77.0.105::10.77.0.1:255.255.255.0:pi-1a2b3c4d::off BOOTIF=01-b8-27-eb-1a-2b-3c \
              pifoundry.api=http://10.77.0.1:8086 rw net.ifnames=0 rootwait panic=10\n"
         );
         assert_eq!(line.lines().count(), 1);
@@ -135,14 +139,15 @@ mod tests {
             ("hostname", "pi init=/bin/sh"),
             ("hostname", "Pi"),
             ("hostname", ""),
-            ("interface", "eth0:on"),
+            ("mac", "b8:27:eb:1a:2b:3c ip=dhcp"),
+            ("mac", "b8:27:eb:1a:2b"),
             ("nbd_export", "x root=/dev/sda"),
             ("nbd_export", "a\nb"),
         ] {
             let mut p = params();
             match field {
                 "hostname" => p.hostname = value.into(),
-                "interface" => p.interface = value.into(),
+                "mac" => p.mac = value.into(),
                 _ => p.nbd_export = value.into(),
             }
             let err = render(&p, api).unwrap_err();

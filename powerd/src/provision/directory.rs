@@ -31,7 +31,7 @@ impl Directory for Provisioner {
                         gateway: v.net.gateway.parse().ok()?,
                         netmask: v.net.netmask.parse().ok()?,
                         hostname: v.id.clone(),
-                        interface: "eth0".into(),
+                        mac: v.mac.clone(),
                     },
                 ))
             }))

@@ -77,7 +77,8 @@ async fn a_running_vm_gets_its_boot_files_and_rendered_cmdline() {
 
     let want = format!(
         "console=ttyAMA0,115200 root=/dev/nbd0p2 nbd.max_part=8 nbdroot=10.77.0.1:10810/{EXPORT} \
-         ip=10.77.0.105::10.77.0.1:255.255.255.0:pi-one:eth0:off pifoundry.api=http://{} \
+         ip=10.77.0.105::10.77.0.1:255.255.255.0:pi-one::off BOOTIF=01-52-54-00-12-34-56 \
+         pifoundry.api=http://{} \
          rw net.ifnames=0 rootwait panic=10\n",
         pinet.http
     );

@@ -82,7 +82,7 @@ pub fn pi(vm: &str, addr: IpAddr, boot_dir: &Path, served: bool) -> Pi {
                 gateway: "10.77.0.1".parse().unwrap(),
                 netmask: "255.255.255.0".parse().unwrap(),
                 hostname: format!("pi-{vm}"),
-                interface: "eth0".into(),
+                mac: "52:54:00:12:34:56".into(),
             },
         },
         vm: PiVm {
