@@ -65,6 +65,15 @@ async fn new_disk(srv: &Server, body: Value) -> String {
     r.json()["id"].as_str().unwrap().to_string()
 }
 
+async fn attach_disk(srv: &Server, disk: &str, body: Value) -> powerd_client::Response {
+    srv.call(
+        Method::POST,
+        &format!("/v1/disks/{disk}/attach"),
+        Some(body),
+    )
+    .await
+}
+
 fn virtual_size(path: &std::path::Path) -> u64 {
     let out = std::process::Command::new("qemu-img")
         .args(["info", "--output=json", "-U"])
@@ -115,13 +124,7 @@ async fn attach_waits_for_the_pi_and_detach_resize_delete_follow_the_rules() {
     assert_eq!(r.json()["size_mib"], 96, "{}", text(&r));
     assert_eq!(virtual_size(&file), 96 << 20);
 
-    let r = srv
-        .call(
-            Method::POST,
-            &format!("/v1/disks/{disk}/attach"),
-            Some(json!({"vm": vm_id})),
-        )
-        .await;
+    let r = attach_disk(&srv, &disk, json!({"vm": vm_id})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", text(&r));
     assert_eq!(
         r.json(),
@@ -145,13 +148,7 @@ async fn attach_waits_for_the_pi_and_detach_resize_delete_follow_the_rules() {
     );
     assert_eq!(p.exports().len(), 3, "root, ephemeral and the disk");
     // attaching again is a no-op; elsewhere, resize, delete are refused
-    let r = srv
-        .call(
-            Method::POST,
-            &format!("/v1/disks/{disk}/attach"),
-            Some(json!({"vm": vm_id})),
-        )
-        .await;
+    let r = attach_disk(&srv, &disk, json!({"vm": vm_id})).await;
     assert_eq!(r.status, StatusCode::OK);
     for (m, path, body) in [
         (
@@ -187,13 +184,7 @@ async fn attach_waits_for_the_pi_and_detach_resize_delete_follow_the_rules() {
     assert_eq!(r.json()["metadata"], json!({"a": "b"}));
 
     // a persistent disk outlives its VM
-    let r = srv
-        .call(
-            Method::POST,
-            &format!("/v1/disks/{disk}/attach"),
-            Some(json!({"vm": vm_id})),
-        )
-        .await;
+    let r = attach_disk(&srv, &disk, json!({"vm": vm_id})).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(
         srv.call(Method::DELETE, &format!("/v1/vms/{vm_id}"), None)
@@ -291,24 +282,12 @@ async fn an_attach_the_pi_does_not_confirm_is_rolled_back() {
 
     // the rules: an unknown VM, a full set of slots
     let other = new_disk(&srv, json!({"size_mib": 1})).await;
-    let r = srv
-        .call(
-            Method::POST,
-            &format!("/v1/disks/{other}/attach"),
-            Some(json!({"vm": "vm-nope"})),
-        )
-        .await;
+    let r = attach_disk(&srv, &other, json!({"vm": "vm-nope"})).await;
     assert_eq!(
         (r.status, code(&r).as_str()),
         (StatusCode::NOT_FOUND, "vm_not_found")
     );
-    let r = srv
-        .call(
-            Method::POST,
-            &format!("/v1/disks/{other}/attach"),
-            Some(json!({"vm": vm_id, "x": 1})),
-        )
-        .await;
+    let r = attach_disk(&srv, &other, json!({"vm": vm_id, "x": 1})).await;
     assert_eq!(
         (r.status, code(&r).as_str()),
         (StatusCode::BAD_REQUEST, "invalid_body")
@@ -364,13 +343,7 @@ async fn the_ephemeral_disk_is_published_on_slot_1_without_create_waiting_for_it
     // a persistent disk joins it, sorted by slot, and the ephemeral entry stays
     let pi_helper = helper(p.clone(), serial(0), Some(Confirmed::Connected));
     let disk = new_disk(&srv, json!({"size_mib": 8})).await;
-    let r = srv
-        .call(
-            Method::POST,
-            &format!("/v1/disks/{disk}/attach"),
-            Some(json!({"vm": vm_id})),
-        )
-        .await;
+    let r = attach_disk(&srv, &disk, json!({"vm": vm_id})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", text(&r));
     let now = p
         .hub
