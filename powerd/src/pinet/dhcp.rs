@@ -119,11 +119,11 @@ impl Reservations {
 
     /// Makes the reservations exactly `want` (MAC, IP, serial): what powerd's records hold at
     /// start, whatever the hosts file says (an edit, or a kill between a record and its file).
-    /// Writes and tells dnsmasq only when something differs; returns how many lines changed.
+    /// Writes and tells dnsmasq only when something differs, and then answers true.
     pub fn reconcile<'a>(
         &self,
         want: impl IntoIterator<Item = (&'a str, Ipv4Addr, &'a str)>,
-    ) -> Result<usize, DhcpError> {
+    ) -> Result<bool, DhcpError> {
         let mut next = BTreeMap::new();
         for (mac, ip, serial) in want {
             if !is_serial(serial) {
@@ -136,21 +136,13 @@ impl Reservations {
             next.insert(normalise_mac(mac)?, entry);
         }
         let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
-        let changed = hosts
-            .iter()
-            .filter(|(m, r)| next.get(*m) != Some(*r))
-            .count()
-            + next
-                .iter()
-                .filter(|(m, r)| hosts.get(*m) != Some(*r))
-                .count();
-        if changed == 0 {
-            return Ok(0);
+        if *hosts == next {
+            return Ok(false);
         }
         self.write(&next)?;
         *hosts = next;
         self.reload()?;
-        Ok(changed)
+        Ok(true)
     }
 
     fn write(&self, hosts: &BTreeMap<String, Reservation>) -> Result<(), DhcpError> {

@@ -90,9 +90,7 @@ impl Provisioner {
         }
         Ok(())
     }
-}
 
-impl Provisioner {
     fn reconcile_reservations(&self) -> Result<(), ProvisionError> {
         let want: Vec<(String, Ipv4Addr, String)> = self.store.read(|s| {
             s.vms
@@ -101,18 +99,15 @@ impl Provisioner {
                 .filter_map(|v| Some((v.mac.clone(), v.net.ip.parse().ok()?, v.pi.clone())))
                 .collect()
         });
-        let changed = self
+        let rewritten = self
             .reservations
             .reconcile(
                 want.iter()
                     .map(|(m, ip, pi)| (m.as_str(), *ip, pi.as_str())),
             )
             .map_err(|e| ProvisionError::failed("recover.reservations", e))?;
-        if changed > 0 {
-            tracing::warn!(
-                changed,
-                "dnsmasq's hosts file differed from the VMs' reservations: rewritten"
-            );
+        if rewritten {
+            tracing::warn!("dnsmasq's hosts file differed from the VMs' reservations: rewritten");
         }
         Ok(())
     }
