@@ -52,8 +52,18 @@ impl Mbus {
     /// The agent's mbus at `url` (`https://HOST:PORT/agent`), trusting `ca_pem`.
     pub fn new(url: &str, password: &str, ca_pem: &str) -> Result<Self, BootError> {
         Ok(Self {
-            client: client(ca_pem)?,
+            client: client(ca_pem, None)?,
             url: url.to_owned(),
+            password: password.to_owned(),
+        })
+    }
+
+    /// The agent's mbus at `addr`, dialled by the certificate's name `mbus` (the address
+    /// of a netbooted Pi is only known once powerd reserved it).
+    pub fn at(addr: std::net::SocketAddr, password: &str, ca_pem: &str) -> Result<Self, BootError> {
+        Ok(Self {
+            client: client(ca_pem, Some(addr))?,
+            url: format!("https://mbus:{}/agent", addr.port()),
             password: password.to_owned(),
         })
     }
@@ -268,11 +278,20 @@ impl AgentCheck {
     }
 }
 
-/// A TLS client that trusts the check's CA (the mbus certificate names 127.0.0.1).
-fn client(ca_pem: &str) -> Result<reqwest::blocking::Client, BootError> {
+/// A TLS client that trusts the check's CA (the mbus certificate names 127.0.0.1 and
+/// `mbus`, which `resolve_mbus` points at an address).
+fn client(
+    ca_pem: &str,
+    resolve_mbus: Option<std::net::SocketAddr>,
+) -> Result<reqwest::blocking::Client, BootError> {
     let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes())
         .map_err(|e| BootError::Check(format!("mbus CA: {e}")))?;
-    reqwest::blocking::Client::builder()
+    let builder = reqwest::blocking::Client::builder();
+    let builder = match resolve_mbus {
+        Some(addr) => builder.resolve("mbus", addr),
+        None => builder,
+    };
+    builder
         .add_root_certificate(ca)
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(60))
