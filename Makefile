@@ -14,10 +14,11 @@ API_EXAMPLES ?= 500
 FUZZ_SECONDS ?= 180
 FUZZ_SMOKE_SECONDS ?= 5
 
-.PHONY: help stemcell bench-stemcell test bench powerd-aarch64 cpi-release api-fuzz fuzz clean
+.PHONY: help stemcell bench-stemcell lab lab-down test bench powerd-aarch64 cpi-release api-fuzz fuzz clean
 
 help:
 	@echo "make stemcell   bake $(RECIPE) into $(OUT)/"
+	@echo "make lab        virtual Pis netbooting $(LAB_IMAGE) from powerd, in $(LAB_DIR) (root); make lab-down"
 	@echo "make test       cargo fmt --check, clippy -D warnings, cargo deny, cargo nextest (whole workspace)"
 	@echo "make bench-stemcell  cold bake, warm re-bake after a late change, byte-identical check"
 	@echo "make bench      benchmarks against their peers (gunzip, tar pipelines, load generator, dnsmasq TFTP)"
@@ -33,6 +34,21 @@ stemcell:
 bench-stemcell:
 	@bash $(PREREQS) stemcell bench
 	bash scripts/bench-stemcell.sh
+
+# The virtual Pi lab (lab/README.md): LAB_PIS emulated Pi Zeros that netboot LAB_IMAGE (a
+# bake's root.img; `make stemcell` first) from a powerd in a network namespace of its own.
+LAB_DIR   ?= $(OUT)/lab
+LAB_PIS   ?= 2
+LAB_IMAGE ?= $(OUT)/root.img
+
+lab:
+	@bash $(PREREQS) lab
+	$(CARGO) build --release --locked -p powerd -p pifoundry-lab
+	./target/release/pifoundry-lab up --dir $(LAB_DIR) --pis $(LAB_PIS) --image $(LAB_IMAGE)
+
+lab-down:
+	$(CARGO) build --release --locked -p pifoundry-lab
+	./target/release/pifoundry-lab down --dir $(LAB_DIR)
 
 test:
 	@bash $(PREREQS) test

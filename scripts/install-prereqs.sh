@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what a PiFoundry make target needs, only when something is missing.
-# Usage: scripts/install-prereqs.sh [test|stemcell|bench|cross|api|fuzz]...   (default: test)
+# Usage: scripts/install-prereqs.sh [test|stemcell|lab|bench|cross|api|fuzz]...   (default: test)
 # Idempotent and quiet when everything is present. Needs root (or sudo) only to install.
 set -euo pipefail
 
@@ -44,6 +44,10 @@ for set in "${@:-test}"; do
       want_apt+=(mmdebstrap arch-test qemu-user-static binfmt-support golang-go
                  dosfstools mtools e2fsprogs fdisk device-tree-compiler
                  qemu-system-arm cpio xz-utils zstd ca-certificates) ;;
+    lab)
+      # the virtual Pi lab: namespaces and taps, the Pi network's DHCP, powerd's exports and
+      # rules, the emulated Pi Zeros, curl as their firmware's TFTP client, the DTB patch
+      want_apt+=(iproute2 dnsmasq-base qemu-utils nftables qemu-system-arm curl device-tree-compiler mtools) ;;
     bench)
       # dnsmasq-base: dnsmasq's binary without its service, the TFTP peer of bench-tftp.sh
       want_apt+=(gzip tar time bc curl dnsmasq-base iproute2)
@@ -52,7 +56,7 @@ for set in "${@:-test}"; do
     cross)
       want_targets+=(aarch64-unknown-linux-musl)
       want_targets+=(x86_64-unknown-linux-musl) ;;
-    *) echo "install-prereqs: unknown set '$set' (test|stemcell|bench|cross|api|fuzz)" >&2; exit 2 ;;
+    *) echo "install-prereqs: unknown set '$set' (test|stemcell|lab|bench|cross|api|fuzz)" >&2; exit 2 ;;
   esac
 done
 
