@@ -30,7 +30,7 @@ pub fn down(dir: &Path) -> Result<()> {
         stop(&lab.netns, Signal::SIGKILL, Duration::from_secs(10));
         let left: Vec<i32> = netns::pids(&lab.netns)
             .into_iter()
-            .filter(|p| !zombie(*p))
+            .filter(|p| power::alive(*p))
             .collect();
         if !left.is_empty() {
             bail!(
@@ -48,16 +48,7 @@ fn stop(ns: &str, signal: Signal, wait: Duration) {
         let _ = kill(Pid::from_raw(pid), signal);
     }
     let until = Instant::now() + wait;
-    while !netns::pids(ns).iter().all(|p| zombie(*p)) && Instant::now() < until {
+    while netns::pids(ns).iter().any(|p| power::alive(*p)) && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit_once(") ")
-                .is_none_or(|(_, rest)| rest.starts_with('Z'))
-        })
-        .unwrap_or(true)
 }

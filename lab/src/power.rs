@@ -122,7 +122,7 @@ pub fn running(lab: &Lab, serial: &str) -> Option<i32> {
 }
 
 /// Running and not a zombie waiting for a parent that is gone.
-fn alive(pid: i32) -> bool {
+pub fn alive(pid: i32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))

@@ -120,7 +120,7 @@ fn powerd_powers_a_virtual_pi_from_its_tftp_files_and_down_leaves_nothing() {
     // delete = power off: QEMU is killed, and the Pi is free again
     with_client(&lab, |c| Ok(c.delete_vm(&vm.id)?)).unwrap();
     assert!(power::running(&lab, &pi.serial).is_none());
-    assert!(!alive(pid), "QEMU {pid} is dead");
+    assert!(!power::alive(pid), "QEMU {pid} is dead");
     let freed = with_client(&lab, |c| Ok(c.pi(&pi.serial)?)).unwrap();
     assert_eq!(freed.state, PiState::Free);
 
@@ -129,10 +129,6 @@ fn powerd_powers_a_virtual_pi_from_its_tftp_files_and_down_leaves_nothing() {
     assert!(!netns::exists(&lab.netns), "down deleted the namespace");
     assert!(!dir.exists(), "down removed the lab's directory");
     pifoundry_lab::down::down(&dir).expect("down twice is fine");
-}
-
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z"))
 }
 
 #[test]
