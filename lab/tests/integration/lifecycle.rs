@@ -2,37 +2,15 @@
 //! through the lab's outlet, the power-on script fetches exactly the VM's files over TFTP
 //! and starts QEMU on the Pi's tap; power off kills it; `down` leaves nothing.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use pifoundry_lab::layout::{CONTROLLER, Lab, LabSpec};
 use pifoundry_lab::{Console, netns, power, up::with_client};
 use powerd_client::PowerState;
-use powerd_client::provision::{CreateVm, NetworkSpec, PiState};
+use powerd_client::provision::PiState;
 use serde_json::json;
 
-use crate::support::{TestLab, boot_image, unique_name};
-
-fn create_body(image: &str, agent: &str) -> CreateVm {
-    let net = NetworkSpec {
-        kind: "dynamic".into(),
-        ip: None,
-        netmask: None,
-        gateway: None,
-        dns: vec![],
-        default: vec![],
-    };
-    CreateVm {
-        agent_id: agent.into(),
-        image: image.into(),
-        constraints: Default::default(),
-        networks: BTreeMap::from([("default".to_string(), net)]),
-        ephemeral_disk_mib: Some(16),
-        disks: vec![],
-        settings: json!({"agent_id": agent, "networks": {"default": {"type": "dynamic"}}}),
-        metadata: Default::default(),
-    }
-}
+use crate::support::{TestLab, boot_image, create_body, unique_name};
 
 #[test]
 fn powerd_powers_a_virtual_pi_from_its_tftp_files_and_down_leaves_nothing() {
@@ -47,7 +25,15 @@ fn powerd_powers_a_virtual_pi_from_its_tftp_files_and_down_leaves_nothing() {
     assert_eq!(pis.len(), 2);
     assert!(pis.iter().all(|p| p.state == PiState::Free), "{pis:?}");
 
-    let vm = with_client(&lab, |c| Ok(c.create_vm(&create_body(&image, "agent-a"))?)).unwrap();
+    let vm = with_client(&lab, |c| {
+        Ok(c.create_vm(&create_body(
+            &image,
+            "agent-a",
+            16,
+            json!({"agent_id": "agent-a", "networks": {"default": {"type": "dynamic"}}}),
+        ))?)
+    })
+    .unwrap();
     let pi = lab.pi(&vm.pi).unwrap().clone();
     let pid = power::running(&lab, &pi.serial).expect("create powered the Pi on: QEMU runs");
     let qemu_args = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))

@@ -11,7 +11,6 @@
 //!
 //! Cold, the bake takes many minutes; it shares the stage cache of baker's bake test.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,10 +25,10 @@ use baker::recipe::stemcell::StemcellRecipe;
 use pifoundry_lab::layout::{CONTROLLER, HTTP_PORT, Lab};
 use pifoundry_lab::power::{self, POWER_ON_FAILED};
 use pifoundry_lab::{Console, netns, up::with_client};
-use powerd_client::provision::{CreateDisk, CreateVm, DiskFormat, NetworkSpec, Vm};
+use powerd_client::provision::{CreateDisk, DiskFormat, Vm};
 use serde_json::{Value, json};
 
-use crate::support::TestLab;
+use crate::support::{TestLab, create_body};
 
 /// Console lines that end a wait at once.
 const FATAL: [&str; 4] = [
@@ -78,24 +77,7 @@ struct Agent {
 }
 
 fn create(lab: &Lab, image: &str, agent: &str, pw: &str, cert: &MbusCert) -> (Vm, f64) {
-    let net = NetworkSpec {
-        kind: "dynamic".into(),
-        ip: None,
-        netmask: None,
-        gateway: None,
-        dns: vec![],
-        default: vec![],
-    };
-    let body = CreateVm {
-        agent_id: agent.into(),
-        image: image.into(),
-        constraints: Default::default(),
-        networks: BTreeMap::from([("default".to_string(), net)]),
-        ephemeral_disk_mib: Some(256),
-        disks: vec![],
-        settings: settings(agent, pw, cert, "/dev/nbd1"),
-        metadata: Default::default(),
-    };
+    let body = create_body(image, agent, 256, settings(agent, pw, cert, "/dev/nbd1"));
     let started = Instant::now();
     let vm = with_client(lab, |c| Ok(c.create_vm(&body)?))
         .unwrap_or_else(|e| panic!("create {agent}: {e:#}"));

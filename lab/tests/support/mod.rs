@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use pifoundry_lab::layout::{Lab, LabSpec};
+use powerd_client::provision::{CreateVm, NetworkSpec};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -117,4 +118,31 @@ pub fn boot_image(dir: &Path) -> PathBuf {
     }
     run(mcopy.arg("::/"));
     img
+}
+
+/// A VM on one dynamic network (what a director sends for a Pi) with these settings.
+pub fn create_body(
+    image: &str,
+    agent: &str,
+    ephemeral_mib: u64,
+    settings: serde_json::Value,
+) -> CreateVm {
+    let net = NetworkSpec {
+        kind: "dynamic".into(),
+        ip: None,
+        netmask: None,
+        gateway: None,
+        dns: vec![],
+        default: vec![],
+    };
+    CreateVm {
+        agent_id: agent.into(),
+        image: image.into(),
+        constraints: Default::default(),
+        networks: std::collections::BTreeMap::from([("default".to_string(), net)]),
+        ephemeral_disk_mib: Some(ephemeral_mib),
+        disks: vec![],
+        settings,
+        metadata: Default::default(),
+    }
 }
