@@ -75,8 +75,7 @@ pub fn run(args: &AgentCheckArgs) -> anyhow::Result<()> {
     let mut boot = BootSpec::from_bake_dir_for(&args.bake_dir, &args.machine)?;
     boot.append = AGENT_APPEND.into();
     boot.timeout = Duration::from_secs(args.timeout);
-    // the emulated Pi is silent for long stretches while the agent formats the disk
-    boot.stall = Duration::from_secs(args.timeout);
+    boot.stall = super::agent::STALL.min(boot.timeout);
     let (work, _tmp) = match &args.work_dir {
         Some(d) => (d.clone(), None),
         None => {
@@ -117,6 +116,13 @@ pub fn run(args: &AgentCheckArgs) -> anyhow::Result<()> {
             o.state["vitals"]["disk"]["ephemeral"]
         );
         println!("boot {}: ephemeral disk {}", i + 1, o.layout.describe());
+        if o.stalls > 0 {
+            println!(
+                "boot {}: answered only after {} stalled attempt(s) were power-cycled",
+                i + 1,
+                o.stalls
+            );
+        }
     }
     println!("agent-check: OK; the same disk layout after the power cycle");
     Ok(())

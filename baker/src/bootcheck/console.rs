@@ -181,6 +181,11 @@ impl Console {
         }
     }
 
+    /// How long the guest has printed nothing.
+    pub fn silent_for(&self) -> Duration {
+        self.last_output.elapsed()
+    }
+
     /// The last lines of console output, for error messages.
     pub fn tail(&self) -> String {
         let lines: Vec<&str> = self.text.lines().filter(|l| !l.trim().is_empty()).collect();
