@@ -27,12 +27,16 @@ use super::{BootError, BootSpec, Qemu};
 /// emulated boot prints something at least every minute or so until the agent answers (the
 /// longest gap seen under 3 concurrent checks on 2 cores: 57 s).
 ///
-/// Why stalls happen: on QEMU 7.2's raspi0, now and then the guest goes silent for good right
-/// after systemd-networkd is restarted and brings the emulated usb-net link (on the dwc2 host)
-/// back up; the stand-in's lease wait, which says so after 60 one-second tries, never reports, so
-/// the guest's userspace is stuck, not just its network. A stalled boot is power-cycled once
-/// (kill QEMU, boot the same disk files again: a legitimate power cut for the agent), said so
-/// on stderr and counted in [`BootOutcome::stalls`]; a second stall fails the check.
+/// Why stalls happen: on QEMU 7.2's raspi0, now and then (1 boot in 6, then 2 in 6, with 3
+/// checks at once on 2 cores) the console goes silent for good around the time
+/// systemd-networkd is restarted and the stand-in has asked for its lease. Sampled over QMP
+/// during such a stall the guest is alive and idle (the PC in the idle loop, moving between
+/// samples), and the PL011 shows an empty TX FIFO with its TX interrupt masked: the guest's
+/// console output is stopped, so every console writer (journald's forward, the stand-in's
+/// own lines) blocks, and the stand-in never reaches its mbus. What stops the tty is not
+/// pinned down. A stalled boot is power-cycled once (kill QEMU, boot the same disk files
+/// again: a legitimate power cut for the agent), said so on stderr and counted in
+/// [`BootOutcome::stalls`]; a second stall fails the check.
 pub const STALL: Duration = Duration::from_secs(180);
 
 /// How the check reaches the agent and what it handed it.
