@@ -163,7 +163,7 @@ impl AgentCheck {
                 Err(BootError::Stalled { secs, tail, .. }) => {
                     eprintln!(
                         "agent-check: boot {n}: STALLED, {secs} s without console output and no ping \
-                         (the emulated usb-net stall, see baker::bootcheck::agent::STALL); \
+                         (the emulated serial console stall, see baker::bootcheck::agent::STALL); \
                          power-cycling once. Last output:\n  {tail}"
                     );
                     let mut out = self.boot_once(
