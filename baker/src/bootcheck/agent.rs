@@ -10,7 +10,7 @@
 
 use std::fs;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -128,7 +128,7 @@ impl AgentCheck {
             BootError::Check("the agent check needs a disk image (root.img)".into())
         })?;
         fs::create_dir_all(&self.work).map_err(at(&self.work))?;
-        let root = self.work.join("root.img");
+        let root = self.root_copy();
         tool::run(
             Command::new("cp")
                 .arg("--sparse=always")
@@ -136,7 +136,7 @@ impl AgentCheck {
                 .arg(&root),
             None,
         )?;
-        let ephemeral = self.work.join("ephemeral.img");
+        let ephemeral = self.ephemeral_disk();
         let f = fs::File::create(&ephemeral).map_err(at(&ephemeral))?;
         f.set_len(self.ephemeral_mib << 20)
             .map_err(at(&ephemeral))?;
@@ -159,27 +159,12 @@ impl AgentCheck {
             let port = free_loopback_port()?;
             let url = format!("https://127.0.0.1:{port}/agent");
             let mbus = Mbus::new(&url, &password, &cert.ca)?;
-            let out = match self.boot_once(n, "", &root, &ephemeral, port, &mbus, &agent_id) {
-                Err(BootError::Stalled { secs, tail, .. }) => {
-                    eprintln!(
-                        "agent-check: boot {n}: STALLED, {secs} s without console output and no ping \
-                         (the emulated serial console stall, see baker::bootcheck::agent::STALL); \
-                         power-cycling once. Last output:\n  {tail}"
-                    );
-                    let mut out = self.boot_once(
-                        n,
-                        "-after-stall",
-                        &root,
-                        &ephemeral,
-                        port,
-                        &mbus,
-                        &agent_id,
-                    )?;
-                    out.stalls = 1;
-                    out
-                }
-                other => other?,
-            };
+            let (mut out, stalls) =
+                super::once_more_after_stall(&format!("agent-check: boot {n}"), |retry| {
+                    let attempt = if retry { "-after-stall" } else { "" };
+                    self.boot_once(n, attempt, port, &mbus, &agent_id)
+                })?;
+            out.stalls = stalls;
             if let Some(first) = outcomes.first() {
                 let first: &BootOutcome = first;
                 if first.layout != out.layout {
@@ -195,19 +180,26 @@ impl AgentCheck {
         Ok(outcomes)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The work directory's copy of the stemcell's image, with the settings written in.
+    fn root_copy(&self) -> PathBuf {
+        self.work.join("root.img")
+    }
+
+    fn ephemeral_disk(&self) -> PathBuf {
+        self.work.join("ephemeral.img")
+    }
+
     fn boot_once(
         &self,
         n: usize,
         attempt: &str,
-        root: &Path,
-        ephemeral: &Path,
         port: u16,
         mbus: &Mbus,
         agent_id: &str,
     ) -> Result<BootOutcome, BootError> {
         let mut spec = self.boot.clone();
-        spec.image = Some(root.to_path_buf());
+        spec.image = Some(self.root_copy());
+        let ephemeral = self.ephemeral_disk();
         spec.image_writable = true;
         spec.serial_log = Some(self.work.join(format!("serial-boot{n}{attempt}.log")));
         let eph = ephemeral
@@ -250,14 +242,7 @@ impl AgentCheck {
                     tail: qemu.console().tail(),
                 });
             }
-            let silent = qemu.console().silent_for();
-            if silent >= self.boot.stall {
-                return Err(BootError::Stalled {
-                    waiting_for: waiting.into(),
-                    secs: silent.as_secs(),
-                    tail: qemu.console().tail(),
-                });
-            }
+            qemu.console().check_stall(waiting)?;
             if Instant::now() >= next_try {
                 next_try = Instant::now() + Duration::from_secs(5);
                 if let Some(pong) = mbus.call("ping", json!([]))? {
@@ -301,7 +286,7 @@ impl AgentCheck {
         }
         // the power cut
         drop(qemu);
-        let layout = DiskLayout::read(ephemeral)?.ok_or_else(|| {
+        let layout = DiskLayout::read(&ephemeral)?.ok_or_else(|| {
             BootError::Check("the ephemeral disk has no partition table after boot".into())
         })?;
         if layout.data_partition().is_none() {

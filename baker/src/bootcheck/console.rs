@@ -106,13 +106,7 @@ impl Console {
                     tail: self.tail(),
                 });
             }
-            if self.last_output.elapsed() >= self.stall {
-                return Err(BootError::Stalled {
-                    waiting_for: needle.to_owned(),
-                    secs: self.stall.as_secs(),
-                    tail: self.tail(),
-                });
-            }
+            self.check_stall(needle)?;
             self.pump(deadline.min(self.last_output + self.stall));
         }
     }
@@ -181,9 +175,17 @@ impl Console {
         }
     }
 
-    /// How long the guest has printed nothing.
-    pub fn silent_for(&self) -> Duration {
-        self.last_output.elapsed()
+    /// Fails with [`BootError::Stalled`] once the guest has printed nothing for the stall
+    /// time (`waiting_for` names what the caller awaits).
+    pub fn check_stall(&self, waiting_for: &str) -> Result<(), BootError> {
+        if self.last_output.elapsed() >= self.stall {
+            return Err(BootError::Stalled {
+                waiting_for: waiting_for.to_owned(),
+                secs: self.stall.as_secs(),
+                tail: self.tail(),
+            });
+        }
+        Ok(())
     }
 
     /// The last lines of console output, for error messages.

@@ -209,14 +209,30 @@ pub struct BootReport {
 /// next try; the cause is not pinned down. A console silent for `spec.stall` counts as
 /// such a stall, and the boot is tried once more from scratch; a second stall fails.
 pub fn check_stemcell(spec: &BootSpec, markers: &[String]) -> Result<BootReport, BootError> {
-    match check_once(spec, markers) {
-        Err(BootError::Stalled { secs, tail, .. }) => {
+    once_more_after_stall("boot-check", |_| check_once(spec, markers)).map(|(report, _)| report)
+}
+
+/// Runs `boot`, and once more from scratch if it ends in [`BootError::Stalled`] (the
+/// emulated console stall, see [`agent::STALL`]); a second stall fails. `boot` is told
+/// whether it is the retry; the result comes with how many tries stalled (0 or 1).
+pub(crate) fn once_more_after_stall<T>(
+    who: &str,
+    mut boot: impl FnMut(bool) -> Result<T, BootError>,
+) -> Result<(T, u32), BootError> {
+    match boot(false) {
+        Err(BootError::Stalled {
+            waiting_for,
+            secs,
+            tail,
+        }) => {
             eprintln!(
-                "boot-check: the emulated guest stalled ({secs} s without console output); booting once more. Last output:\n  {tail}"
+                "{who}: STALLED, {secs} s without console output while waiting for {waiting_for:?} \
+                 (the emulated serial console stall, see baker::bootcheck::agent::STALL); \
+                 power-cycling once. Last output:\n  {tail}"
             );
-            check_once(spec, markers)
+            Ok((boot(true)?, 1))
         }
-        other => other,
+        other => other.map(|done| (done, 0)),
     }
 }
 
@@ -285,5 +301,49 @@ mod tests {
             err.to_string()
                 .contains(&dir.path().join("boot").display().to_string())
         );
+    }
+
+    fn stalled() -> BootError {
+        BootError::Stalled {
+            waiting_for: "ping".into(),
+            secs: 180,
+            tail: "last line".into(),
+        }
+    }
+
+    #[test]
+    fn a_stalled_boot_is_tried_once_more_and_counted() {
+        let mut tries = Vec::new();
+        let (done, stalls) = once_more_after_stall("test", |retry| {
+            tries.push(retry);
+            if retry { Ok("up") } else { Err(stalled()) }
+        })
+        .unwrap();
+        assert_eq!((done, stalls, tries), ("up", 1, vec![false, true]));
+    }
+
+    #[test]
+    fn a_second_stall_fails_and_other_errors_are_not_retried() {
+        let mut tries = 0;
+        let err = once_more_after_stall("test", |_| -> Result<(), _> {
+            tries += 1;
+            Err(stalled())
+        })
+        .unwrap_err();
+        assert!(
+            matches!(err, BootError::Stalled { .. }) && tries == 2,
+            "{err}"
+        );
+
+        let mut tries = 0;
+        let err = once_more_after_stall("test", |_| -> Result<(), _> {
+            tries += 1;
+            Err(BootError::Check("no agent".into()))
+        })
+        .unwrap_err();
+        assert!(matches!(err, BootError::Check(_)) && tries == 1, "{err}");
+
+        let (_, stalls) = once_more_after_stall("test", |_| Ok(())).unwrap();
+        assert_eq!(stalls, 0);
     }
 }
