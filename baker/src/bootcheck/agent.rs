@@ -23,21 +23,29 @@ use super::settings::{self, MBUS_PORT, MbusCert, SETTINGS_PATH};
 use super::{BootError, BootSpec, Qemu};
 
 /// Console silence, with `ping` unanswered, after which a boot counts as stalled (the
-/// default for [`BootSpec::stall`] in the agent check). A healthy
-/// emulated boot prints something at least every minute or so until the agent answers (the
-/// longest gap seen under 3 concurrent checks on 2 cores: 57 s).
+/// default for [`BootSpec::stall`] in the agent check). A healthy emulated boot prints
+/// something at least every minute or so until the agent answers.
 ///
-/// Why stalls happen: on QEMU 7.2's raspi0, now and then (1 boot in 6, then 2 in 6, with 3
-/// checks at once on 2 cores) the console goes silent for good around the time
-/// systemd-networkd is restarted and the stand-in has asked for its lease. Sampled over QMP
-/// during such a stall the guest is alive and idle (the PC in the idle loop, moving between
-/// samples), and the PL011 shows an empty TX FIFO with its TX interrupt masked: the guest's
-/// console output is stopped, so every console writer (journald's forward, the stand-in's
-/// own lines) blocks, and the stand-in never reaches its mbus. What stops the tty is not
-/// pinned down. A stalled boot is power-cycled once (kill QEMU, boot the same disk files
-/// again: a legitimate power cut for the agent), said so on stderr and counted in
-/// [`BootOutcome::stalls`]; a second stall fails the check.
+/// What a stall is: now and then QEMU 7.2's emulated USB on raspi0 (dwc2 with a usb-hub)
+/// hangs while the kernel enumerates the hub's first device, about 10 s into the boot. The
+/// guest then idles with nothing to print: sysrq-w over the serial console showed the hub
+/// worker asleep in `hub_port_reset` and udev blocked on the device's lock, for minutes
+/// (1 boot in 6 with 3 checks and a benchmark at once on 2 cores). A stalled boot is
+/// power-cycled once (kill QEMU, boot the same disk files again: a legitimate power cut
+/// for the agent), said so on stderr and counted in [`BootOutcome::stalls`]; a second
+/// stall fails the check.
+///
+/// Earlier "stalls" that ended right after the network restart were the check's own: while
+/// each `ping` probe hung for a minute (QEMU's forward accepts the connection; a guest
+/// without its network never answers), the console went unread and a printing guest looked
+/// silent. The console now stamps output as it arrives and every stall check takes it in,
+/// and a probe gives up after [`PING_TIMEOUT`].
 pub const STALL: Duration = Duration::from_secs(180);
+
+/// How long one mbus request may take (an emulated ARM1176 is slow, under load slower).
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one `ping` probe may take before the next one (the agent answers it at once).
+const PING_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How the check reaches the agent and what it handed it.
 pub struct AgentCheck {
@@ -89,10 +97,22 @@ impl Mbus {
 
     /// Sends one message; `Ok(None)` when the agent is not (yet) reachable.
     pub fn call(&self, method: &str, arguments: Value) -> Result<Option<Value>, BootError> {
+        self.call_within(method, arguments, CALL_TIMEOUT)
+    }
+
+    /// [`Self::call`] with its own time limit: a guest whose network is not up yet never
+    /// answers the TCP connection QEMU's forward accepted, so a probe should give up soon.
+    pub fn call_within(
+        &self,
+        method: &str,
+        arguments: Value,
+        timeout: Duration,
+    ) -> Result<Option<Value>, BootError> {
         let body = json!({"method": method, "arguments": arguments, "reply_to": "agent-check"});
         let resp = match self
             .client
             .post(&self.url)
+            .timeout(timeout)
             .basic_auth("mbus", Some(&self.password))
             .header("Content-Type", "application/json")
             .body(body.to_string())
@@ -245,7 +265,7 @@ impl AgentCheck {
             qemu.console().check_stall(waiting)?;
             if Instant::now() >= next_try {
                 next_try = Instant::now() + Duration::from_secs(5);
-                if let Some(pong) = mbus.call("ping", json!([]))? {
+                if let Some(pong) = mbus.call_within("ping", json!([]), PING_TIMEOUT)? {
                     if pong != "pong" {
                         return Err(BootError::Check(format!("ping answered {pong}")));
                     }
@@ -329,7 +349,6 @@ fn client(
     builder
         .add_root_certificate(ca)
         .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60))
         .build()
         .map_err(|e| BootError::Check(format!("mbus client: {e}")))
 }

@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::process::{ChildStdin, ChildStdout};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,8 @@ const FATAL: &[&str] = &[
 
 pub struct Console {
     input: Option<ChildStdin>,
-    chunks: Receiver<Vec<u8>>,
+    /// Output as the reader thread received it, with when it arrived.
+    chunks: Receiver<(Instant, Vec<u8>)>,
     /// Everything seen so far, `\r` removed.
     text: String,
     closed: bool,
@@ -47,7 +48,7 @@ impl Console {
                         if let Some(f) = log.as_mut() {
                             let _ = f.write_all(&buf[..n]);
                         }
-                        if tx.send(buf[..n].to_vec()).is_err() {
+                        if tx.send((Instant::now(), buf[..n].to_vec())).is_err() {
                             break;
                         }
                     }
@@ -114,6 +115,7 @@ impl Console {
     /// Reads console output until `until`; fails as [`Self::wait_for`] does when the guest
     /// panicked or QEMU closed the console (`waiting_for` names what the caller awaits).
     pub fn poll(&mut self, waiting_for: &str, until: Instant) -> Result<(), BootError> {
+        self.take_arrived();
         loop {
             if let Some(pos) = FATAL.iter().filter_map(|f| self.text.find(f)).min() {
                 return Err(BootError::Guest {
@@ -176,8 +178,11 @@ impl Console {
     }
 
     /// Fails with [`BootError::Stalled`] once the guest has printed nothing for the stall
-    /// time (`waiting_for` names what the caller awaits).
-    pub fn check_stall(&self, waiting_for: &str) -> Result<(), BootError> {
+    /// time (`waiting_for` names what the caller awaits). Counts what arrived while the
+    /// caller was busy elsewhere (an mbus call that hangs for a minute), so only the
+    /// guest's own silence is a stall.
+    pub fn check_stall(&mut self, waiting_for: &str) -> Result<(), BootError> {
+        self.take_arrived();
         if self.last_output.elapsed() >= self.stall {
             return Err(BootError::Stalled {
                 waiting_for: waiting_for.to_owned(),
@@ -197,21 +202,93 @@ impl Console {
     fn pump(&mut self, deadline: Instant) {
         let wait = deadline.saturating_duration_since(Instant::now());
         match self.chunks.recv_timeout(wait) {
-            Ok(bytes) => self.push(&bytes),
+            Ok((at, bytes)) => self.push(at, &bytes),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => self.closed = true,
         }
-        while let Ok(bytes) = self.chunks.try_recv() {
-            self.push(&bytes);
+        self.take_arrived();
+    }
+
+    /// Takes in, without waiting, whatever output has arrived.
+    fn take_arrived(&mut self) {
+        loop {
+            match self.chunks.try_recv() {
+                Ok((at, bytes)) => self.push(at, &bytes),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    self.closed = true;
+                    break;
+                }
+            }
         }
     }
 
-    fn push(&mut self, bytes: &[u8]) {
-        self.last_output = Instant::now();
+    fn push(&mut self, at: Instant, bytes: &[u8]) {
+        self.last_output = at;
         self.text.extend(
             String::from_utf8_lossy(bytes)
                 .chars()
                 .filter(|&c| c != '\r'),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::{Child, Command, Stdio};
+
+    use super::*;
+
+    fn console_of(script: &str, stall: Duration) -> (Child, Console) {
+        let mut child = Command::new("sh")
+            .args(["-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("sh runs");
+        let out = child.stdout.take().expect("piped");
+        let input = child.stdin.take().expect("piped");
+        (child, Console::attach(out, input, None, stall))
+    }
+
+    #[test]
+    fn output_that_arrived_while_the_caller_was_busy_is_no_stall() {
+        let (mut child, mut console) = console_of(
+            "while :; do echo tick; sleep 0.1; done",
+            Duration::from_secs(1),
+        );
+        // the caller is away (an mbus call hanging) for longer than the stall time
+        thread::sleep(Duration::from_millis(1500));
+        let checked = console.check_stall("ticks");
+        child.kill().ok();
+        child.wait().ok();
+        checked.expect("the guest kept printing: no stall");
+        assert!(console.seen("tick"));
+    }
+
+    #[test]
+    fn a_silent_guest_is_a_stall_even_if_the_caller_never_waited() {
+        let (mut child, mut console) =
+            console_of("echo hello; exec sleep 30", Duration::from_secs(1));
+        thread::sleep(Duration::from_millis(1500));
+        let checked = console.check_stall("anything");
+        child.kill().ok();
+        child.wait().ok();
+        match checked {
+            Err(BootError::Stalled { tail, .. }) => assert!(tail.contains("hello"), "{tail}"),
+            other => panic!("want Stalled, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn poll_past_its_deadline_still_takes_in_what_arrived() {
+        let (mut child, mut console) =
+            console_of("echo ready; exec sleep 30", Duration::from_secs(60));
+        thread::sleep(Duration::from_millis(500));
+        let polled = console.poll("ready", Instant::now());
+        child.kill().ok();
+        child.wait().ok();
+        polled.unwrap();
+        assert!(console.seen("ready"));
     }
 }
