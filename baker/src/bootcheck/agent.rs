@@ -30,7 +30,9 @@ use super::{BootError, BootSpec, Qemu};
 /// hangs while the kernel enumerates the hub's first device, about 10 s into the boot. The
 /// guest then idles with nothing to print: sysrq-w over the serial console showed the hub
 /// worker asleep in `hub_port_reset` and udev blocked on the device's lock, for minutes
-/// (1 boot in 6 with 3 checks and a benchmark at once on 2 cores). A stalled boot is
+/// (1 boot in 6 with 3 checks and a benchmark at once on 2 cores). Under the same load the
+/// stand-in was also seen to stop after its settings line, every one of its threads asleep
+/// and no child left, the rest of the guest idle (sysrq-t); not pinned down. A stalled boot is
 /// power-cycled once (kill QEMU, boot the same disk files again: a legitimate power cut
 /// for the agent), said so on stderr and counted in [`BootOutcome::stalls`]; a second
 /// stall fails the check.
