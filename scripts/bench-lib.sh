@@ -1,5 +1,6 @@
 # Shared by the baker benchmarks: source it from a script in scripts/.
-# Builds baker (release), prepares $WORK, and offers `synth_release` and `measure`.
+# Builds baker (release, into $CARGO_TARGET_DIR if set), prepares $WORK, and offers
+# `synth_release` and `measure`.
 # shellcheck shell=bash
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -9,7 +10,7 @@ PACKAGES=${BENCH_PACKAGES:-200}
 JOBS=${BENCH_JOBS:-100}
 
 cargo build --release --locked -q -p baker
-BAKER=$PWD/target/release/baker
+BAKER=$(realpath "${CARGO_TARGET_DIR:-target}")/release/baker
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
 
