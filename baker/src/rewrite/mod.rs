@@ -8,16 +8,18 @@ mod plan;
 mod stream;
 
 use std::fs;
-use std::io::{self, BufWriter};
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use flate2::Compression;
+use flate2::write::GzEncoder;
 use pifoundry_util::Arch;
 use pifoundry_util::atomic::AtomicFile;
+use pifoundry_util::background::BackgroundWriter;
 use serde::Serialize;
 
-use crate::archive::{Mode, TarGzWriter};
+use crate::archive::{Mode, TarWriter, gzip_encoder};
 use crate::recipe::release::{Action, CompiledRule, ReleaseRecipe};
 use crate::release::{self, ReleaseError, ReleaseTarball};
 
@@ -117,9 +119,11 @@ pub fn rewrite(
     let work = tempfile::tempdir_in(&parent).map_err(io_err(&parent))?;
     let file = AtomicFile::create(out).map_err(|e| io_err(&e.path)(e.error))?;
     // Every payload entry is a gzip archive already: store it (still gzip, as directors
-    // need) instead of deflating a second time, which would cost more than the rest.
-    let mut tgz =
-        TarGzWriter::with_level(BufWriter::with_capacity(1 << 20, file), Compression::none());
+    // need) instead of deflating a second time, which would cost more than the rest. The
+    // gzip framing, its checksum and the writes happen on a thread of their own, beside
+    // the one that inflates the input.
+    let gz = gzip_encoder(file, Compression::none());
+    let mut tgz = TarWriter::plain(BackgroundWriter::new(gz, 1 << 20));
     let done = stream::run(input, &m, rules, blobs, work.path(), &mut tgz, out)?;
     // The input is checked as it passes; nothing is committed unless all of it is sound (a
     // package built with pre_packaging would otherwise get a wrong fingerprint).
@@ -152,8 +156,9 @@ pub fn rewrite(
     tgz.add_bytes("release.MF", Mode::Regular, manifest.to_yaml().as_bytes())
         .map_err(io_err(out))?;
     let file = tgz
-        .finish()
-        .and_then(|b| b.into_inner().map_err(|e| e.into_error()))
+        .finish_tar()
+        .and_then(BackgroundWriter::finish)
+        .and_then(GzEncoder::finish)
         .map_err(io_err(out))?;
     file.commit().map_err(|e| io_err(&e.path)(e.error))?;
     fs::set_permissions(out, fs::Permissions::from_mode(0o644)).map_err(io_err(out))?;

@@ -6,27 +6,21 @@
 //! been checked.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{self, BufReader, Read, Write};
-use std::mem;
+use std::io::{self, Write};
 use std::path::Path;
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
-use crate::archive::{self, ArchiveError, Entry, EntryKind, Mode, TarGzWriter};
+use crate::archive::{self, Entry, EntryKind, Mode, TarWriter};
 use crate::blobs::Blobs;
 use crate::recipe::release::{Action, CompiledRule};
-use crate::release::digest::{Algo, Digests, HashingReader, MultiDigest};
-use crate::release::fingerprint::{Era, FileDigest};
+use crate::release::ArchiveInfo;
+use crate::release::digest::Algo;
+use crate::release::digester::{Digester, for_each_chunk};
+use crate::release::fingerprint::Era;
 use crate::release::manifest::{Manifest, Package};
-use crate::release::reader::summarize_files;
-use crate::release::reader::{Role, role};
-use crate::release::{self, ArchiveInfo};
+use crate::release::reader::{Role, algos_for, read_small, role};
 
 use super::plan::{self, PackageChange, Progress};
 use super::{RewriteError, collect, inner, io_err};
-
-const CHUNK: usize = 256 << 10;
-const CHUNKS_IN_FLIGHT: usize = 8;
-const MAX_SMALL_FILE: u64 = 64 << 20;
 
 /// What the pass saw and did.
 pub(super) struct Streamed {
@@ -47,7 +41,7 @@ pub(super) fn run<W: Write>(
     rules: &[CompiledRule],
     blobs: &dyn Blobs,
     scratch: &Path,
-    tgz: &mut TarGzWriter<W>,
+    tgz: &mut TarWriter<W>,
     out: &Path,
 ) -> Result<Streamed, RewriteError> {
     let label = input.display().to_string();
@@ -61,7 +55,7 @@ pub(super) fn run<W: Write>(
         })
         .map(|p| (format!("packages/{}.tgz", p.name), p))
         .collect();
-    let mut verifier = Verifier::new();
+    let mut digester = Digester::new();
     let mut dirs: HashSet<String> = HashSet::new();
     let mut progress = Progress {
         resolved: HashMap::new(),
@@ -105,9 +99,9 @@ pub(super) fn run<W: Write>(
                     {
                         tgz.add_dir(dir).map_err(&write_err)?;
                     }
-                    let (outer, files) = algos_for(m, &e.name);
+                    let (outer, files) = algos_for(Some(m), &e.name);
                     let Some(pkg) = candidates.get(&e.name) else {
-                        verifier.copy(e, tgz, outer, files, out)?;
+                        copy(e, &mut digester, (outer, files), tgz, out)?;
                         done.copied += 1;
                         return Ok(());
                     };
@@ -131,7 +125,7 @@ pub(super) fn run<W: Write>(
             }
             Ok::<(), RewriteError>(())
         });
-        let verified = verifier.finish();
+        let verified = digester.finish();
         walked?;
         done.archives.extend(verified);
         for (name, mut pkg, counting) in pending {
@@ -186,7 +180,7 @@ fn count(p: plan::Plan, c: collect::Collected, name: &str) -> Result<Counted, Re
 fn write<W: Write>(
     k: &Counted,
     name: &str,
-    tgz: &mut TarGzWriter<W>,
+    tgz: &mut TarWriter<W>,
     out: &Path,
 ) -> Result<inner::Written, RewriteError> {
     let in_err = |error| RewriteError::Io {
@@ -210,184 +204,23 @@ fn write<W: Write>(
     Ok(second)
 }
 
-/// Digests copied archives on rayon's pool while the main thread streams.
-struct Verifier {
-    done_tx: Sender<ArchiveInfo>,
-    done_rx: Receiver<ArchiveInfo>,
-    inflight: usize,
-    max: usize,
-    infos: BTreeMap<String, ArchiveInfo>,
-}
-
-impl Verifier {
-    fn new() -> Self {
-        let (done_tx, done_rx) = mpsc::channel();
-        Self {
-            done_tx,
-            done_rx,
-            inflight: 0,
-            max: rayon::current_num_threads() + 1,
-            infos: BTreeMap::new(),
-        }
-    }
-
-    /// Copies archive `e` into the output as it is read, feeding a worker.
-    fn copy<W: Write>(
-        &mut self,
-        e: &mut Entry<'_>,
-        tgz: &mut TarGzWriter<W>,
-        outer: Vec<Algo>,
-        files: Vec<Algo>,
-        out: &Path,
-    ) -> Result<(), RewriteError> {
-        while self.inflight >= self.max {
-            let info = self.done_rx.recv().expect("workers hold a sender");
-            self.infos.insert(info.path.clone(), info);
-            self.inflight -= 1;
-        }
-        let (tx, rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
-        let done = self.done_tx.clone();
-        let (name, size) = (e.name.clone(), e.size);
-        rayon::spawn(move || {
-            let (digests, files) = summarize(&name, rx, &outer, &files);
-            let _ = done.send(ArchiveInfo {
-                path: name,
-                size,
-                digests,
-                files,
-                spooled: None,
-            });
-        });
-        self.inflight += 1;
-        let name = e.name.clone();
-        let mut tee = Tee {
-            inner: e,
-            tx,
-            buf: Vec::with_capacity(CHUNK),
-            failed: None,
-        };
-        let added = tgz.add_reader(&name, Mode::Regular, size, &mut tee);
-        if let Some(err) = tee.failed.take() {
-            return Err(err.into());
-        }
-        added.map_err(io_err(out))?;
-        tee.send_rest();
-        Ok(())
-    }
-
-    fn finish(mut self) -> BTreeMap<String, ArchiveInfo> {
-        drop(self.done_tx);
-        for info in self.done_rx {
-            self.infos.insert(info.path.clone(), info);
-        }
-        self.infos
-    }
-}
-
-/// Reads an outer entry, collecting what it reads into chunks for a worker.
-struct Tee<'a, 'e> {
-    inner: &'a mut Entry<'e>,
-    tx: SyncSender<Vec<u8>>,
-    buf: Vec<u8>,
-    failed: Option<ArchiveError>,
-}
-
-impl Tee<'_, '_> {
-    fn send_rest(&mut self) {
-        if !self.buf.is_empty() {
-            // A worker that gave up has already recorded why; keep streaming.
-            let _ = self.tx.send(mem::take(&mut self.buf));
-        }
-    }
-}
-
-impl Read for Tee<'_, '_> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let n = match self.inner.read(out) {
-            Ok(n) => n,
-            Err(e) => {
-                let kind = e.kind();
-                self.failed = Some(self.inner.error(e));
-                return Err(io::Error::new(kind, "reading the release"));
-            }
-        };
-        self.buf.extend_from_slice(&out[..n]);
-        if self.buf.len() >= CHUNK {
-            let full = mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-            let _ = self.tx.send(full);
-        }
-        Ok(n)
-    }
-}
-
-struct ChannelReader {
-    rx: Receiver<Vec<u8>>,
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.buf.len() {
-            match self.rx.recv() {
-                Ok(b) => (self.buf, self.pos) = (b, 0),
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
-/// Hashes an inner archive's bytes and digests its files; always reads to the end.
-fn summarize(
-    name: &str,
-    rx: Receiver<Vec<u8>>,
-    outer: &[Algo],
-    file_algos: &[Algo],
-) -> (Digests, Result<Vec<FileDigest>, String>) {
-    let channel = ChannelReader {
-        rx,
-        buf: Vec::new(),
-        pos: 0,
-    };
-    let mut buffered = BufReader::with_capacity(CHUNK, HashingReader::new(channel, outer));
-    let files = summarize_files(name, &mut buffered, file_algos).map_err(|e| e.to_string());
-    let _ = io::copy(&mut buffered, &mut io::sink());
-    (buffered.into_inner().hasher.finish(), files)
-}
-
-/// The archive's own digest algorithm and its fingerprint era's per-file one (plus sha256).
-fn algos_for(m: &Manifest, path: &str) -> (Vec<Algo>, Vec<Algo>) {
-    let entry = release::entries(m).into_iter().find(|e| e.archive == path);
-    let Some(entry) = entry else {
-        return (vec![Algo::Sha256], vec![Algo::Sha256]);
-    };
-    let mut outer = MultiDigest::parse(entry.sha1)
-        .map(|d| vec![d.strongest().0, Algo::Sha256])
-        .unwrap_or_else(|_| vec![Algo::Sha256]);
-    let mut files = match Era::of(entry.fingerprint) {
-        Some(era) => vec![era.algo(), Algo::Sha256],
-        None => vec![Algo::Sha256],
-    };
-    for v in [&mut outer, &mut files] {
-        v.sort();
-        v.dedup();
-    }
-    (outer, files)
-}
-
-fn read_small(e: &mut Entry<'_>) -> Result<Vec<u8>, RewriteError> {
-    if e.size > MAX_SMALL_FILE {
-        return Err(release::ReleaseError::TooLarge {
-            entry: e.name.clone(),
-            size: e.size,
-        }
-        .into());
-    }
-    let mut bytes = Vec::with_capacity(e.size as usize);
-    e.read_to_end(&mut bytes).map_err(|err| e.error(err))?;
-    Ok(bytes)
+/// Copies archive `e` into the output as it is read, a worker digesting the same chunks.
+fn copy<W: Write>(
+    e: &mut Entry<'_>,
+    digester: &mut Digester,
+    algos: (Vec<Algo>, Vec<Algo>),
+    tgz: &mut TarWriter<W>,
+    out: &Path,
+) -> Result<(), RewriteError> {
+    let feed = digester.start(&e.name, e.size, algos, None);
+    let name = e.name.clone();
+    let mut data = tgz
+        .start_file(&name, Mode::Regular, e.size)
+        .map_err(io_err(out))?;
+    for_each_chunk(e, |chunk| {
+        data.write_all(&chunk).map_err(io_err(out))?;
+        feed.send(chunk);
+        Ok::<(), RewriteError>(())
+    })?;
+    data.finish().map_err(io_err(out))
 }

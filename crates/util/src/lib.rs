@@ -2,6 +2,7 @@
 //!
 //! - [`atomic`]: outputs appear whole or not at all (temp file, fsync of file and directory,
 //!   rename).
+//! - [`background`]: a writer whose bytes are written on a thread of its own.
 //! - [`hash`]: SHA-1/256/512 over streams as they pass ([`hash::HashingReader`],
 //!   [`hash::HashingWriter`]) and [`hash::hash_file`].
 //! - [`tool`]: running an external tool; a failure is one line with the tail of its stderr.
@@ -22,6 +23,7 @@
 
 pub mod arch;
 pub mod atomic;
+pub mod background;
 pub mod error;
 pub mod hash;
 pub mod name;

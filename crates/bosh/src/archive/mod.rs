@@ -27,7 +27,7 @@ mod writer;
 
 pub use reader::{Entry, EntryKind, open_maybe_gzip, scan, walk, walk_path};
 pub use unpack::unpack;
-pub use writer::{Mode, TarGzWriter, TarWriter, gzip_encoder, source_date_epoch};
+pub use writer::{FileData, Mode, TarGzWriter, TarWriter, gzip_encoder, source_date_epoch};
 
 /// What can go wrong reading an archive. Every variant names the archive and, where there is
 /// one, the entry.

@@ -133,6 +133,21 @@ impl<W: Write> TarWriter<W> {
         self.put(&header, data, size, name)
     }
 
+    /// Starts a regular file of exactly `size` bytes: write them into the returned
+    /// [`FileData`], then call [`FileData::finish`]. For callers that hold the bytes in
+    /// buffers already (no [`Read`] in between).
+    pub fn start_file(&mut self, name: &str, mode: Mode, size: u64) -> io::Result<FileData<'_, W>> {
+        let header = self.header(name, EntryType::Regular, mode.bits(), size, None)?;
+        self.out.write_all(header.as_bytes())?;
+        self.written += BLOCK;
+        Ok(FileData {
+            tar: self,
+            name: name.to_string(),
+            size,
+            left: size,
+        })
+    }
+
     /// A regular file copied from `path` (streamed); mode 0755 if the source has an exec bit.
     pub fn add_path(&mut self, name: &str, path: &Path) -> io::Result<()> {
         let file = File::open(path).map_err(|e| named(e, path))?;
@@ -215,13 +230,18 @@ impl<W: Write> TarWriter<W> {
         self.out.write_all(header.as_bytes())?;
         self.written += BLOCK;
         let copied = io::copy(&mut data.take(size), &mut self.out)?;
+        self.written += copied;
+        self.end_data(name, size, copied)
+    }
+
+    /// Checks that `copied` bytes are the whole `size` and pads the data to a whole block.
+    fn end_data(&mut self, name: &str, size: u64, copied: u64) -> io::Result<()> {
         if copied != size {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!("{name}: source ended after {copied} of {size} bytes"),
             ));
         }
-        self.written += size;
         let pad = (BLOCK - size % BLOCK) % BLOCK;
         self.zeros(pad)
     }
@@ -230,6 +250,42 @@ impl<W: Write> TarWriter<W> {
         io::copy(&mut io::repeat(0).take(n), &mut self.out)?;
         self.written += n;
         Ok(())
+    }
+}
+
+/// The data of a file started with [`TarWriter::start_file`]; it refuses bytes past the
+/// size in the header.
+pub struct FileData<'a, W: Write> {
+    tar: &'a mut TarWriter<W>,
+    name: String,
+    size: u64,
+    left: u64,
+}
+
+impl<W: Write> FileData<'_, W> {
+    /// Ends the file: fails unless exactly its size was written.
+    pub fn finish(self) -> io::Result<()> {
+        self.tar
+            .end_data(&self.name, self.size, self.size - self.left)
+    }
+}
+
+impl<W: Write> Write for FileData<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.len() as u64 > self.left {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{}: more than its {} bytes", self.name, self.size),
+            ));
+        }
+        let n = self.tar.out.write(buf)?;
+        self.left -= n as u64;
+        self.tar.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tar.out.flush()
     }
 }
 
@@ -298,6 +354,26 @@ mod tests {
             .add_reader("./big", Mode::Regular, 10, &b"abc"[..])
             .unwrap_err();
         assert!(err.to_string().contains("./big"), "{err}");
+    }
+
+    #[test]
+    fn start_file_writes_what_add_bytes_does_and_checks_the_size() {
+        let mut a = TarWriter::plain(Vec::new());
+        a.add_bytes("./f", Mode::Executable, b"hello, world")
+            .unwrap();
+        let mut b = TarWriter::plain(Vec::new());
+        let mut f = b.start_file("./f", Mode::Executable, 12).unwrap();
+        f.write_all(b"hello, ").unwrap();
+        f.write_all(b"world").unwrap();
+        f.finish().unwrap();
+        assert_eq!(a.finish_tar().unwrap(), b.finish_tar().unwrap());
+
+        let mut w = TarWriter::plain(Vec::new());
+        let mut f = w.start_file("./short", Mode::Regular, 4).unwrap();
+        assert!(f.write_all(b"12345").is_err());
+        f.write_all(b"12").unwrap();
+        let err = f.finish().unwrap_err();
+        assert!(err.to_string().contains("./short"), "{err}");
     }
 
     #[test]

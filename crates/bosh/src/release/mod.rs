@@ -2,6 +2,7 @@
 //! digests, fingerprints, and streaming reading, writing and verification.
 
 pub mod digest;
+pub mod digester;
 pub mod dir;
 mod error;
 pub mod fingerprint;

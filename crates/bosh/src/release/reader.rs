@@ -1,23 +1,21 @@
 //! Streams a release tarball once. Inner archives are hashed and walked on rayon threads
-//! while the outer stream inflates, fed through bounded channels, so neither the release
-//! nor an archive is ever held in memory. With a spool directory the inner archives are also
-//! kept on disk for a writer to copy.
+//! while the outer stream inflates ([`Digester`]), so neither the release nor an archive is
+//! ever held in memory. With a spool directory the inner archives are also kept on disk for
+//! a writer to copy.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, SyncSender};
 
 use crate::archive::{self, ArchiveError, Entry, EntryKind};
 
 use super::ReleaseError;
-use super::digest::{Algo, Digests, Hasher, HashingReader, MultiDigest};
+use super::digest::{Algo, Digests, Hasher, MultiDigest};
+use super::digester::{Digester, Feed, for_each_chunk};
 use super::fingerprint::{Era, FileDigest, FileMode};
 use super::manifest::Manifest;
 
-const CHUNK: usize = 256 << 10;
-const CHUNKS_IN_FLIGHT: usize = 8;
 const MAX_SMALL_FILE: u64 = 64 << 20;
 
 /// One inner archive as read from the tarball.
@@ -113,13 +111,10 @@ pub fn read_manifest(path: &Path) -> Result<Manifest, ReleaseError> {
 /// Reads the whole tarball. With `spool`, inner archives are kept as files below it.
 ///
 /// Inner archives are digested on rayon's global pool while this thread inflates the outer
-/// stream, so call it from outside that pool (not from inside `par_iter`).
+/// stream ([`Digester`]), so call it from outside that pool (not from inside `par_iter`).
 pub fn read(path: &Path, spool: Option<&Path>) -> Result<ReleaseTarball, ReleaseError> {
     let label = path.display().to_string();
-    let (done_tx, done_rx) = mpsc::channel::<ArchiveInfo>();
-    let mut inflight = 0usize;
-    let max_inflight = rayon::current_num_threads() + 1;
-    let mut archives = BTreeMap::new();
+    let mut digester = Digester::new();
     let mut manifest: Option<(Manifest, Vec<u8>)> = None;
     let mut top_files = Vec::new();
 
@@ -138,39 +133,16 @@ pub fn read(path: &Path, spool: Option<&Path>) -> Result<ReleaseTarball, Release
                 Role::TopFile => top_files.push((e.name.clone(), read_small(e)?)),
                 Role::Other => {}
                 Role::Archive => {
-                    while inflight >= max_inflight {
-                        let info = done_rx.recv().expect("workers hold a sender");
-                        archives.insert(info.path.clone(), info);
-                        inflight -= 1;
-                    }
-                    let (outer, files) = algos_for(manifest.as_ref().map(|m| &m.0), &e.name);
-                    let (tx, rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
-                    let done = done_tx.clone();
-                    let name = e.name.clone();
-                    let size = e.size;
+                    let algos = algos_for(manifest.as_ref().map(|m| &m.0), &e.name);
                     let spooled = spool.map(|d| d.join(&e.name));
-                    let spool_path = spooled.clone();
-                    rayon::spawn(move || {
-                        let (digests, files) = summarize(&name, rx, &outer, &files);
-                        let _ = done.send(ArchiveInfo {
-                            path: name,
-                            size,
-                            digests,
-                            files,
-                            spooled: spool_path,
-                        });
-                    });
-                    inflight += 1;
-                    feed(e, tx, spooled.as_deref())?;
+                    let feed = digester.start(&e.name, e.size, algos, spooled.clone());
+                    feed_spooled(e, &feed, spooled.as_deref())?;
                 }
             }
             Ok(())
         },
     );
-    drop(done_tx);
-    for info in done_rx {
-        archives.insert(info.path.clone(), info);
-    }
+    let archives = digester.finish();
     walked?;
     let (manifest, manifest_bytes) =
         manifest.ok_or(ReleaseError::MissingManifest { tarball: label })?;
@@ -182,54 +154,33 @@ pub fn read(path: &Path, spool: Option<&Path>) -> Result<ReleaseTarball, Release
     })
 }
 
-/// Copies one entry into the worker's channel (and the spool file).
-fn feed(
-    e: &mut Entry<'_>,
-    tx: SyncSender<Vec<u8>>,
-    spool: Option<&Path>,
-) -> Result<(), ReleaseError> {
-    let mut file = match spool {
-        Some(p) => {
-            let io_err = |error| ReleaseError::Io {
-                path: p.display().to_string(),
-                error,
-            };
-            if let Some(dir) = p.parent() {
-                fs::create_dir_all(dir).map_err(io_err)?;
-            }
-            Some((File::create(p).map_err(io_err)?, p))
-        }
-        None => None,
+/// Copies one entry into the worker's feed (and the spool file).
+fn feed_spooled(e: &mut Entry<'_>, feed: &Feed, spool: Option<&Path>) -> Result<(), ReleaseError> {
+    let Some(path) = spool else {
+        return for_each_chunk(e, |chunk| {
+            feed.send(chunk);
+            Ok::<(), ReleaseError>(())
+        });
     };
-    loop {
-        let mut buf = vec![0u8; CHUNK];
-        let mut filled = 0;
-        while filled < CHUNK {
-            match e.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(e.error(err).into()),
-            }
-        }
-        if filled == 0 {
-            return Ok(());
-        }
-        buf.truncate(filled);
-        if let Some((f, p)) = &mut file {
-            f.write_all(&buf).map_err(|error| ReleaseError::Io {
-                path: p.display().to_string(),
-                error,
-            })?;
-        }
-        // A worker that gave up has already recorded why; keep reading the outer stream.
-        let _ = tx.send(buf);
+    let io_err = |error| ReleaseError::Io {
+        path: path.display().to_string(),
+        error,
+    };
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(io_err)?;
     }
+    let mut file = File::create(path).map_err(io_err)?;
+    for_each_chunk(e, |chunk| {
+        file.write_all(&chunk).map_err(io_err)?;
+        feed.send(chunk);
+        Ok(())
+    })
 }
 
-/// Which digests to compute: the archive's own digest algorithm and the fingerprint era's
-/// per-file algorithm when the manifest is already known; everything when it is not.
-fn algos_for(manifest: Option<&Manifest>, path: &str) -> (Vec<Algo>, Vec<Algo>) {
+/// Which digests to compute for archive `path`: its own digest algorithm and the fingerprint
+/// era's per-file algorithm (each with SHA-256) when the manifest is already known;
+/// everything when it is not.
+pub fn algos_for(manifest: Option<&Manifest>, path: &str) -> (Vec<Algo>, Vec<Algo>) {
     let Some(m) = manifest else {
         return (Algo::ALL.to_vec(), vec![Algo::Sha1, Algo::Sha256]);
     };
@@ -251,49 +202,6 @@ fn dedup(mut v: Vec<Algo>) -> Vec<Algo> {
     v.sort();
     v.dedup();
     v
-}
-
-struct ChannelReader {
-    rx: Receiver<Vec<u8>>,
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.buf.len() {
-            match self.rx.recv() {
-                Ok(b) => {
-                    self.buf = b;
-                    self.pos = 0;
-                }
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
-/// Hashes an inner archive's bytes and walks its entries; always reads to the end.
-fn summarize(
-    name: &str,
-    rx: Receiver<Vec<u8>>,
-    outer: &[Algo],
-    file_algos: &[Algo],
-) -> (Digests, Result<Vec<FileDigest>, String>) {
-    let channel = ChannelReader {
-        rx,
-        buf: Vec::new(),
-        pos: 0,
-    };
-    let reader = HashingReader::new(channel, outer);
-    let mut buffered = BufReader::with_capacity(CHUNK, reader);
-    let files = summarize_files(name, &mut buffered, file_algos).map_err(|e| e.to_string());
-    let _ = io::copy(&mut buffered, &mut io::sink());
-    (buffered.into_inner().hasher.finish(), files)
 }
 
 /// The per-file digests of an archive, as fingerprints need them.
@@ -335,7 +243,8 @@ pub fn summarize_files(
     Ok(files)
 }
 
-fn read_small(e: &mut Entry<'_>) -> Result<Vec<u8>, ReleaseError> {
+/// A small entry's bytes (`release.MF`, a license file); refuses an entry over 64 MiB.
+pub fn read_small(e: &mut Entry<'_>) -> Result<Vec<u8>, ReleaseError> {
     if e.size > MAX_SMALL_FILE {
         return Err(ReleaseError::TooLarge {
             entry: e.name.clone(),
