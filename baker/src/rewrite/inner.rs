@@ -1,19 +1,21 @@
 //! A rebuilt package archive, written from re-readable sources into any writer: laid out as
 //! `tar -czf OUT -C STAGING .` would (a `./` root, `./`-prefixed names, every intermediate
-//! directory), deterministically (sorted, fixed owner and mtime, fast gzip level).
+//! directory), deterministically (sorted, fixed owner and mtime, fast gzip level). A file
+//! that is compressed already (a `.tar.gz` blob) goes in stored, not deflated again.
 //!
 //! The outer tar needs an entry's size before its bytes, so a rebuilt package is written
 //! twice from the same sources: once into a counting sink (size and digests), once into the
-//! output. Compressing twice costs less than spooling the package to disk and reading it back.
+//! output. Writing twice costs less than spooling the package to disk and reading it back,
+//! the more so as its big files are mostly stored.
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::Path;
 
 use flate2::Compression;
 
-use crate::archive::{Mode, TarGzWriter};
+use crate::archive::{GzWriter, Mode, SAMPLE, TarWriter, incompressible};
 use crate::release::digest::{Algo, Digests, Hasher, HashingReader, HashingWriter};
 use crate::release::fingerprint::{FileDigest, FileMode};
 
@@ -45,7 +47,7 @@ pub(super) fn write_inner<W: Write>(
     algos: &[Algo],
 ) -> io::Result<Written> {
     let out = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, out), algos);
-    let mut tgz = TarGzWriter::with_level(out, Compression::fast());
+    let mut tgz = TarWriter::plain(GzWriter::new(out, Compression::fast())?);
     tgz.add_dir("./")?;
     let mut dirs: BTreeSet<&str> = BTreeSet::new();
     let mut digests = Vec::with_capacity(files.len());
@@ -64,17 +66,20 @@ pub(super) fn write_inner<W: Write>(
                 (FileMode::Symlink, d)
             }
             Src::Bytes(b) => {
+                let stored = is_compressed(b.len() as u64, b)?;
                 let mut r = HashingReader::new(b, algos);
-                tgz.add_reader(&name, f.mode, b.len() as u64, &mut r)?;
+                add_file(&mut tgz, &name, f.mode, b.len() as u64, stored, &mut r)?;
                 (FileMode::from_bits(f.mode.bits()), r.hasher.finish())
             }
             Src::File(p) => {
                 let named =
                     |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", p.display()));
-                let file = File::open(p).map_err(named)?;
+                let mut file = File::open(p).map_err(named)?;
                 let len = file.metadata().map_err(named)?.len();
+                let stored = is_compressed(len, &mut file).map_err(named)?;
+                file.rewind().map_err(named)?;
                 let mut r = HashingReader::new(io::BufReader::with_capacity(1 << 20, file), algos);
-                tgz.add_reader(&name, f.mode, len, &mut r)?;
+                add_file(&mut tgz, &name, f.mode, len, stored, &mut r)?;
                 (FileMode::from_bits(f.mode.bits()), r.hasher.finish())
             }
         };
@@ -84,11 +89,50 @@ pub(super) fn write_inner<W: Write>(
             digests: sums,
         });
     }
-    let mut out = tgz.finish()?;
+    let mut out = tgz.finish_tar()?.finish()?;
     out.flush()?;
     Ok(Written {
         digests: out.hasher.finish(),
         size: out.count,
         files: digests,
     })
+}
+
+/// Whether a file of `len` bytes starting with `head` is compressed already; small files
+/// are always deflated.
+fn is_compressed(len: u64, head: impl Read) -> io::Result<bool> {
+    if len < SAMPLE as u64 {
+        return Ok(false);
+    }
+    let mut sample = Vec::with_capacity(SAMPLE);
+    head.take(SAMPLE as u64).read_to_end(&mut sample)?;
+    Ok(incompressible(&sample))
+}
+
+/// A regular file of `len` bytes from `r`, stored or deflated.
+fn add_file<W: Write>(
+    tgz: &mut TarWriter<GzWriter<W>>,
+    name: &str,
+    mode: Mode,
+    len: u64,
+    stored: bool,
+    r: &mut impl Read,
+) -> io::Result<()> {
+    if !stored {
+        return tgz.add_reader(name, mode, len, r);
+    }
+    let mut data = tgz.start_file(name, mode, len)?;
+    data.get_mut().store(true)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut r = r.take(len);
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => data.write_all(&buf[..n])?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    data.get_mut().store(false)?;
+    data.finish()
 }

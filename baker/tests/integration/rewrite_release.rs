@@ -136,6 +136,46 @@ fn golang_package_gets_the_fingerprint_bosh_cli_would_compute() {
 }
 
 #[test]
+fn a_compressed_blob_goes_in_stored_and_gnu_tar_reads_the_package() {
+    use std::io::Read;
+    let mut s = setup(RECIPE);
+    // A toolchain tarball as incompressible as a real one, and big enough to be sampled.
+    let mut blob = Vec::new();
+    baker::release::synth::Noise::new(3, 300_000)
+        .read_to_end(&mut blob)
+        .unwrap();
+    s.blob = s.dir.path().join("go1.22.5.linux-armv6l.tar.gz");
+    std::fs::write(&s.blob, &blob).unwrap();
+    let out = run(&s, &sample(), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rewritten = s.dir.path().join("out.tgz");
+    let v = baker(&["verify-release", rewritten.to_str().unwrap()]);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+
+    let x = s.dir.path().join("x");
+    std::fs::create_dir(&x).unwrap();
+    let tar = |args: &[&str]| {
+        let o = std::process::Command::new("tar")
+            .args(args)
+            .current_dir(&x)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "tar {args:?}: {o:?}");
+    };
+    tar(&["xzf", rewritten.to_str().unwrap()]);
+    let package = x.join("packages/golang-1-linux.tgz");
+    // Stored: five bytes a 64 KiB block, where deflating would have added 6%.
+    let size = std::fs::metadata(&package).unwrap().len();
+    assert!(size < blob.len() as u64 + 2048, "{size}");
+    tar(&["xzf", "packages/golang-1-linux.tgz"]);
+    assert!(std::fs::read(x.join("golang/go1.22.5.linux-armv6l.tar.gz")).unwrap() == blob);
+}
+
+#[test]
 fn json_summary_names_the_changes() {
     let s = setup(RECIPE);
     let out = run(&s, &sample_sha1(), &["--json"]);

@@ -21,13 +21,15 @@
 //! [`unpack`] extracts through [`walk`]'s checks; [`scan`] is the one unchecked reader, for
 //! inspecting what an archive carries without writing anything.
 
+mod gzip;
 mod reader;
 mod unpack;
 mod writer;
 
+pub use gzip::{GzWriter, SAMPLE, gzip_encoder, incompressible};
 pub use reader::{Entry, EntryKind, open_maybe_gzip, scan, walk, walk_path};
 pub use unpack::unpack;
-pub use writer::{FileData, Mode, TarGzWriter, TarWriter, gzip_encoder, source_date_epoch};
+pub use writer::{FileData, Mode, TarGzWriter, TarWriter, source_date_epoch};
 
 /// What can go wrong reading an archive. Every variant names the archive and, where there is
 /// one, the entry.

@@ -11,6 +11,8 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use tar::{EntryType, Header};
 
+use super::gzip::gzip_encoder;
+
 const BLOCK: u64 = 512;
 const RECORD: u64 = 10240;
 
@@ -47,14 +49,6 @@ pub fn source_date_epoch() -> u64 {
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
-}
-
-/// A gzip encoder with a reproducible header (mtime 0, no name, OS byte 3 = Unix).
-pub fn gzip_encoder<W: Write>(out: W, level: Compression) -> GzEncoder<W> {
-    flate2::GzBuilder::new()
-        .mtime(0)
-        .operating_system(3)
-        .write(out, level)
 }
 
 /// Writes a deterministic tar stream into `W`. Call [`TarWriter::finish`] at the end.
@@ -267,6 +261,12 @@ impl<W: Write> FileData<'_, W> {
     pub fn finish(self) -> io::Result<()> {
         self.tar
             .end_data(&self.name, self.size, self.size - self.left)
+    }
+
+    /// The writer below the tar stream, e.g. to switch [`super::GzWriter::store`] on for
+    /// this file's bytes.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.tar.out
     }
 }
 
