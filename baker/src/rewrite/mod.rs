@@ -13,13 +13,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use flate2::Compression;
-use flate2::write::GzEncoder;
 use pifoundry_util::Arch;
 use pifoundry_util::atomic::AtomicFile;
 use pifoundry_util::background::BackgroundWriter;
 use serde::Serialize;
 
-use crate::archive::{Mode, TarWriter, gzip_encoder};
+use crate::archive::{GzWriter, Mode, TarWriter};
 use crate::recipe::release::{Action, CompiledRule, ReleaseRecipe};
 use crate::release::{self, ReleaseError, ReleaseTarball};
 
@@ -122,7 +121,8 @@ pub fn rewrite(
     // need) instead of deflating a second time, which would cost more than the rest. The
     // gzip framing, its checksum and the writes happen on a thread of their own, beside
     // the one that inflates the input.
-    let gz = gzip_encoder(file, Compression::none());
+    let mut gz = GzWriter::new(file, Compression::none()).map_err(io_err(out))?;
+    gz.store(true).map_err(io_err(out))?;
     let mut tgz = TarWriter::plain(BackgroundWriter::new(gz, 1 << 20));
     let done = stream::run(input, &m, rules, blobs, work.path(), &mut tgz, out)?;
     // The input is checked as it passes; nothing is committed unless all of it is sound (a
@@ -158,7 +158,7 @@ pub fn rewrite(
     let file = tgz
         .finish_tar()
         .and_then(BackgroundWriter::finish)
-        .and_then(GzEncoder::finish)
+        .and_then(GzWriter::finish)
         .map_err(io_err(out))?;
     file.commit().map_err(|e| io_err(&e.path)(e.error))?;
     fs::set_permissions(out, fs::Permissions::from_mode(0o644)).map_err(io_err(out))?;
