@@ -227,7 +227,7 @@ pub(crate) fn once_more_after_stall<T>(
         }) => {
             eprintln!(
                 "{who}: STALLED, {secs} s without console output while waiting for {waiting_for:?} \
-                 (the emulated serial console stall, see baker::bootcheck::agent::STALL); \
+                 (see baker::bootcheck::agent::STALL for what stalls an emulated Pi); \
                  power-cycling once. Last output:\n  {tail}"
             );
             Ok((boot(true)?, 1))
