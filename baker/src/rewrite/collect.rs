@@ -1,8 +1,9 @@
-//! A package some rule may change, read as it passes in the release stream: every file is
-//! digested (the input is verified like any other archive), small files are kept in memory,
-//! large kept files go to the scratch directory, and a large file that a `replace` or
-//! `remove` rule drops is only hashed. The compressed bytes are spooled only while it is not
-//! yet certain that the package changes (an unchanged package is copied as it was).
+//! A package some rule may change, read from the chunks the release stream hands over:
+//! every file is digested (the input is verified like any other archive), small files are
+//! kept in memory, large kept files go to the scratch directory, and a large file that a
+//! `replace` or `remove` rule drops is only hashed. The compressed bytes are spooled only
+//! while it is not yet certain that the package changes (an unchanged package is copied as
+//! it was).
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -43,16 +44,16 @@ pub(super) struct Collected {
     pub original: Option<PathBuf>,
 }
 
-/// Reads package archive `e` (`packages/<pkg>.tgz`) to the end.
+/// Reads package archive `archive_path` (`packages/<pkg>.tgz`, `size` bytes) from `input`
+/// to the end.
 pub(super) fn collect(
-    e: &mut Entry<'_>,
+    input: impl Read,
+    (archive_path, size): (String, u64),
     pkg: &str,
     rules: &[CompiledRule],
     algos: (&[Algo], &[Algo]),
     scratch: &Path,
 ) -> Result<Collected, RewriteError> {
-    let archive_path = e.name.clone();
-    let size = e.size;
     let rules: Vec<&CompiledRule> = rules.iter().filter(|r| r.packages.is_match(pkg)).collect();
     let drops = |name: &str| {
         rules.iter().any(|r| {
@@ -72,7 +73,7 @@ pub(super) fn collect(
         Some(File::create(&original).map_err(io_err(&original))?)
     };
     let tee = Spool {
-        inner: e,
+        inner: input,
         out: spool,
         path: &original,
         certain: certain.clone(),
@@ -156,24 +157,17 @@ pub(super) fn collect(
 
 /// Passes the package's compressed bytes through, copying them to a spool file until the
 /// package is certain to change.
-struct Spool<'a, 'e> {
-    inner: &'a mut Entry<'e>,
+struct Spool<'a, R> {
+    inner: R,
     out: Option<File>,
     path: &'a Path,
     certain: Rc<Cell<bool>>,
     failed: Option<RewriteError>,
 }
 
-impl Read for Spool<'_, '_> {
+impl<R: Read> Read for Spool<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = match self.inner.read(buf) {
-            Ok(n) => n,
-            Err(e) => {
-                let kind = e.kind();
-                self.failed = Some(self.inner.error(e).into());
-                return Err(io::Error::new(kind, "reading the release"));
-            }
-        };
+        let n = self.inner.read(buf)?;
         if self.certain.get() {
             self.out = None;
         }

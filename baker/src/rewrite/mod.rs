@@ -2,6 +2,7 @@
 //! pass. Only packages a rule touches are rebuilt (new deterministic archive, same-era
 //! fingerprint, `sha256:` digest); every other archive is copied byte for byte as it is read.
 
+mod candidates;
 mod collect;
 mod inner;
 mod plan;

@@ -10,7 +10,7 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
 use crate::archive::{ArchiveError, Entry};
 
-use super::digest::{Algo, Hasher};
+use super::digest::{Algo, Digests, Hasher};
 use super::reader::{ArchiveInfo, summarize_files};
 
 /// Bytes per chunk: large reads keep inflate's per-call work (window copies) small.
@@ -28,6 +28,20 @@ pub struct Digester {
 
 /// Where one archive's bytes go, in order; dropping it ends the archive.
 pub struct Feed(SyncSender<Vec<u8>>);
+
+/// A bounded channel of chunks, for a thread that reads an archive while another streams
+/// it: [`Feed::send`] at one end, [`Chunks`] (read in place, digested with `algos` as the
+/// chunks arrive) at the other.
+pub fn chunk_channel(algos: &[Algo]) -> (Feed, Chunks) {
+    let (tx, rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+    let chunks = Chunks {
+        rx,
+        buf: Vec::new(),
+        pos: 0,
+        hasher: Hasher::new(algos),
+    };
+    (Feed(tx), chunks)
+}
 
 impl Feed {
     pub fn send(&self, chunk: Vec<u8>) {
@@ -69,29 +83,21 @@ impl Digester {
             self.infos.insert(info.path.clone(), info);
             self.inflight -= 1;
         }
-        let (tx, rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+        let (feed, mut chunks) = chunk_channel(&outer);
         let done = self.done_tx.clone();
         let path = path.to_string();
         rayon::spawn(move || {
-            let mut chunks = Chunks {
-                rx,
-                buf: Vec::new(),
-                pos: 0,
-                hasher: Hasher::new(&outer),
-            };
             let files = summarize_files(&path, &mut chunks, &files).map_err(|e| e.to_string());
-            // Always read to the end: the digest covers every byte.
-            let _ = io::copy(&mut chunks, &mut io::sink());
             let _ = done.send(ArchiveInfo {
                 path,
                 size,
-                digests: chunks.hasher.finish(),
+                digests: chunks.finish(),
                 files,
                 spooled,
             });
         });
         self.inflight += 1;
-        Feed(tx)
+        feed
     }
 
     /// Waits for every worker.
@@ -129,13 +135,21 @@ pub fn for_each_chunk<E: From<ArchiveError>>(
     }
 }
 
-/// The worker's end of a feed: read in place (no copy into a second buffer), and hashed as
-/// each chunk arrives.
-struct Chunks {
+/// The reading end of a [`chunk_channel`]: read in place (no copy into a second buffer),
+/// and hashed as each chunk arrives.
+pub struct Chunks {
     rx: Receiver<Vec<u8>>,
     buf: Vec<u8>,
     pos: usize,
     hasher: Hasher,
+}
+
+impl Chunks {
+    /// Reads to the end (the digests cover every byte sent) and returns the digests.
+    pub fn finish(mut self) -> Digests {
+        let _ = io::copy(&mut self, &mut io::sink());
+        self.hasher.finish()
+    }
 }
 
 impl Read for Chunks {

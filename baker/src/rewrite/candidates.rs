@@ -1,0 +1,150 @@
+//! Packages a rule may change, collected off the thread that inflates the stream: each is
+//! read on a thread of its own from the chunks the stream hands it, then planned; a package
+//! that changes is counted on a thread of its own while the stream goes on.
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::thread::{Scope, ScopedJoinHandle};
+
+use crate::archive::{Entry, Mode, TarWriter};
+use crate::blobs::Blobs;
+use crate::recipe::release::CompiledRule;
+use crate::release::digest::Algo;
+use crate::release::digester::{chunk_channel, for_each_chunk};
+use crate::release::fingerprint::Era;
+use crate::release::manifest::Package;
+
+use super::collect::{self, Collected};
+use super::plan::{self, Progress};
+use super::{RewriteError, inner, io_err};
+
+type Outcome<T> = Result<T, RewriteError>;
+
+pub(super) struct Candidates<'scope, 'env> {
+    scope: &'scope Scope<'scope, 'env>,
+    rules: &'env [CompiledRule],
+    blobs: &'env dyn Blobs,
+    scratch: &'env Path,
+    progress: Progress,
+    changed: Vec<Changed<'scope, 'env>>,
+}
+
+/// A package that changes, being counted.
+pub(super) struct Changed<'scope, 'env> {
+    pub pkg: &'env Package,
+    pub counting: ScopedJoinHandle<'scope, Outcome<Counted>>,
+}
+
+impl<'scope, 'env> Candidates<'scope, 'env> {
+    pub fn new(
+        scope: &'scope Scope<'scope, 'env>,
+        rules: &'env [CompiledRule],
+        blobs: &'env dyn Blobs,
+        scratch: &'env Path,
+    ) -> Self {
+        Self {
+            scope,
+            rules,
+            blobs,
+            scratch,
+            progress: Progress {
+                resolved: Default::default(),
+                hits: vec![0; rules.len()],
+            },
+            changed: Vec::new(),
+        }
+    }
+
+    /// Reads entry `e`, package `pkg`'s archive, and plans it. The collecting thread keeps
+    /// up with the stream, so little is left to wait for once the last chunk is handed
+    /// over. An unchanged package is returned, for the caller to copy in place.
+    pub fn collect(
+        &mut self,
+        e: &mut Entry<'_>,
+        pkg: &'env Package,
+        algos: (Vec<Algo>, Vec<Algo>),
+    ) -> Outcome<Option<Collected>> {
+        let (feed, chunks) = chunk_channel(&[]);
+        let archive = (e.name.clone(), e.size);
+        let (rules, scratch) = (self.rules, self.scratch);
+        let collecting = self.scope.spawn(move || {
+            let algos = (&algos.0[..], &algos.1[..]);
+            collect::collect(chunks, archive, &pkg.name, rules, algos, scratch)
+        });
+        for_each_chunk(e, |chunk| {
+            feed.send(chunk);
+            Ok::<(), RewriteError>(())
+        })?;
+        drop(feed);
+        let c = collecting.join().expect("collecting does not panic")?;
+        let Some(p) = plan::plan(pkg, &c, self.rules, self.blobs, &mut self.progress)? else {
+            return Ok(Some(c));
+        };
+        let counting = self.scope.spawn(move || count(p, c));
+        self.changed.push(Changed { pkg, counting });
+        Ok(None)
+    }
+
+    /// The packages that change, in stream order, and what the rules did.
+    pub fn finish(self) -> (Vec<Changed<'scope, 'env>>, Progress) {
+        (self.changed, self.progress)
+    }
+}
+
+/// A rebuilt package after its counting pass.
+pub(super) struct Counted {
+    pub plan: plan::Plan,
+    pub collected: Collected,
+    pub era: Era,
+    algos: Vec<Algo>,
+    first: inner::Written,
+}
+
+/// The counting pass: the rebuilt archive written into a sink, for its size and digests.
+fn count(p: plan::Plan, c: Collected) -> Outcome<Counted> {
+    let name = &c.info.path;
+    let (era, algos) = plan::algos_for_fingerprint(&p);
+    let refs = plan::sources(&p, &c, name)?;
+    let first =
+        inner::write_inner(io::sink(), &refs, &algos).map_err(|error| RewriteError::Io {
+            path: name.to_string(),
+            error,
+        })?;
+    drop(refs);
+    Ok(Counted {
+        plan: p,
+        collected: c,
+        era,
+        algos,
+        first,
+    })
+}
+
+/// Writes a counted package into the output, through a pipe into its tar entry, and checks
+/// that the same bytes came out.
+pub(super) fn write<W: Write>(
+    k: &Counted,
+    tgz: &mut TarWriter<W>,
+    out: &Path,
+) -> Outcome<inner::Written> {
+    let name = &k.collected.info.path;
+    let in_err = |error| RewriteError::Io {
+        path: name.to_string(),
+        error,
+    };
+    let refs = plan::sources(&k.plan, &k.collected, name)?;
+    let second = std::thread::scope(|s| {
+        let (r, w) = io::pipe().map_err(in_err)?;
+        let writer = s.spawn(|| inner::write_inner(w, &refs, &k.algos));
+        let added = tgz.add_reader(name, Mode::Regular, k.first.size, r);
+        let second = writer.join().expect("the package writer does not panic");
+        added.map_err(io_err(out))?;
+        second.map_err(in_err)
+    })?;
+    if second.digests.get(Algo::Sha256) != k.first.digests.get(Algo::Sha256) {
+        return Err(in_err(io::Error::other(
+            "the rebuilt package came out different the second time",
+        )));
+    }
+    Ok(second)
+}
