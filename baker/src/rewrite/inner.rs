@@ -40,13 +40,14 @@ pub(super) struct Written {
     pub files: Vec<FileDigest>,
 }
 
-/// Writes the archive into `out`. `algos` are wanted for the archive and for each file.
+/// Writes the archive into `out`, digesting the archive with `archive_algos` and each file
+/// with `algos`.
 pub(super) fn write_inner<W: Write>(
     out: W,
     files: &[InnerRef<'_>],
-    algos: &[Algo],
+    (archive_algos, algos): (&[Algo], &[Algo]),
 ) -> io::Result<Written> {
-    let out = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, out), algos);
+    let out = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, out), archive_algos);
     let mut tgz = TarWriter::plain(GzWriter::new(out, Compression::fast())?);
     tgz.add_dir("./")?;
     let mut dirs: BTreeSet<&str> = BTreeSet::new();

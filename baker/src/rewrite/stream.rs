@@ -116,15 +116,15 @@ pub(super) fn run<W: Write>(
         done.hits = progress.hits;
         for Changed { pkg, counting } in changed {
             let counted = counting.join().expect("the counting pass does not panic")?;
-            let built = candidates::write(&counted, tgz, out)?;
+            candidates::write(&counted, tgz, out)?;
             let Counted {
                 plan: p,
                 collected,
                 era,
-                ..
+                first,
             } = counted;
             let mut pkg = pkg.clone();
-            let change = plan::finish(p, &mut pkg, era, &built)?;
+            let change = plan::finish(p, &mut pkg, era, &first)?;
             done.rebuilt.insert(pkg.name.clone(), (pkg, change));
             done.archives
                 .insert(collected.info.path.clone(), collected.info);
