@@ -117,7 +117,9 @@ pub fn rewrite(
         _ => PathBuf::from("."),
     };
     let work = tempfile::tempdir_in(&parent).map_err(io_err(&parent))?;
-    let file = AtomicFile::create(out).map_err(|e| io_err(&e.path)(e.error))?;
+    let file = AtomicFile::create(out)
+        .and_then(|f| f.sync_every(64 << 20))
+        .map_err(|e| io_err(&e.path)(e.error))?;
     // Every payload entry is a gzip archive already: store it (still gzip, as directors
     // need) instead of deflating a second time, which would cost more than the rest. The
     // gzip framing, its checksum and the writes happen on a thread of their own, beside

@@ -6,6 +6,8 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, SyncSender};
+use std::thread::{self, JoinHandle};
 
 use tempfile::NamedTempFile;
 
@@ -16,6 +18,15 @@ use crate::error::{PathError, at};
 pub struct AtomicFile {
     dest: PathBuf,
     tmp: BufWriter<NamedTempFile>,
+    early: Option<EarlySync>,
+}
+
+/// Writes a growing file back to disk on a thread of its own.
+struct EarlySync {
+    step: u64,
+    unsynced: u64,
+    wake: SyncSender<()>,
+    thread: JoinHandle<io::Result<()>>,
 }
 
 impl AtomicFile {
@@ -27,7 +38,30 @@ impl AtomicFile {
         Ok(Self {
             dest,
             tmp: BufWriter::with_capacity(1 << 20, tmp),
+            early: None,
         })
+    }
+
+    /// Has what is written go to disk every `step` bytes, on a thread of its own, rather than
+    /// all of it in [`AtomicFile::commit`]'s fsync: a large file then commits in about the
+    /// time its last step takes, and its writes overlap with the work that produces it.
+    pub fn sync_every(mut self, step: u64) -> Result<Self, PathError> {
+        let file = self.tmp.get_ref().as_file().try_clone();
+        let file = file.map_err(at(self.tmp.get_ref().path()))?;
+        let (wake, woken) = mpsc::sync_channel::<()>(1);
+        let thread = thread::spawn(move || {
+            for () in woken {
+                file.sync_data()?;
+            }
+            Ok(())
+        });
+        self.early = Some(EarlySync {
+            step,
+            unsynced: 0,
+            wake,
+            thread,
+        });
+        Ok(self)
     }
 
     pub fn dest(&self) -> &Path {
@@ -35,7 +69,13 @@ impl AtomicFile {
     }
 
     /// Flushes, fsyncs and renames the file into place, and fsyncs its directory.
-    pub fn commit(self) -> Result<File, PathError> {
+    pub fn commit(mut self) -> Result<File, PathError> {
+        if let Some(early) = self.early.take() {
+            drop(early.wake);
+            let synced = early.thread.join().expect("syncing does not panic");
+            // An error seen by that thread's fsync need not be reported again to this one.
+            synced.map_err(at(self.tmp.get_ref().path()))?;
+        }
         let tmp = self
             .tmp
             .into_inner()
@@ -46,7 +86,16 @@ impl AtomicFile {
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.tmp.write(buf)
+        let n = self.tmp.write(buf)?;
+        if let Some(early) = &mut self.early {
+            early.unsynced += n as u64;
+            if early.unsynced >= early.step {
+                early.unsynced = 0;
+                // Already woken, or stopped on an error that commit reports: nothing to do.
+                let _ = early.wake.try_send(());
+            }
+        }
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.tmp.flush()
@@ -144,6 +193,27 @@ mod tests {
         assert!(!dest.exists());
         f.commit().unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"hello");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn syncing_as_it_goes_commits_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("big.tgz");
+        let mut f = AtomicFile::create(&dest).unwrap().sync_every(4096).unwrap();
+        let data: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        for piece in data.chunks(3000) {
+            f.write_all(piece).unwrap();
+        }
+        assert!(!dest.exists());
+        f.commit().unwrap();
+        assert!(std::fs::read(&dest).unwrap() == data);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+        let f = AtomicFile::create(dir.path().join("dropped")).unwrap();
+        let mut f = f.sync_every(1).unwrap();
+        f.write_all(b"partial").unwrap();
+        drop(f);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
