@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::thread::{Scope, ScopedJoinHandle};
 
-use crate::archive::{Entry, Mode, TarWriter};
+use crate::archive::{Entry, FileData, Mode, TarWriter};
 use crate::blobs::Blobs;
 use crate::recipe::release::CompiledRule;
 use crate::release::digest::Algo;
@@ -120,8 +120,8 @@ fn count(p: plan::Plan, c: Collected) -> Outcome<Counted> {
     })
 }
 
-/// Writes a counted package into the output, through a pipe into its tar entry, and checks
-/// that the same bytes came out (the files were digested by the counting pass).
+/// Writes a counted package into its tar entry in the output, and checks that the same
+/// bytes came out (the files were digested by the counting pass).
 pub(super) fn write<W: Write>(k: &Counted, tgz: &mut TarWriter<W>, out: &Path) -> Outcome<()> {
     let name = &k.collected.info.path;
     let in_err = |error| RewriteError::Io {
@@ -129,18 +129,45 @@ pub(super) fn write<W: Write>(k: &Counted, tgz: &mut TarWriter<W>, out: &Path) -
         error,
     };
     let refs = plan::sources(&k.plan, &k.collected, name)?;
-    let second = std::thread::scope(|s| {
-        let (r, w) = io::pipe().map_err(in_err)?;
-        let writer = s.spawn(|| inner::write_inner(w, &refs, (&[Algo::Sha256], &[])));
-        let added = tgz.add_reader(name, Mode::Regular, k.first.size, r);
-        let second = writer.join().expect("the package writer does not panic");
-        added.map_err(io_err(out))?;
-        second.map_err(in_err)
-    })?;
+    let data = tgz
+        .start_file(name, Mode::Regular, k.first.size)
+        .map_err(io_err(out))?;
+    let mut entry = Output { data, failed: None };
+    let second = inner::write_inner(&mut entry, &refs, (&[Algo::Sha256], &[]));
+    if let Some(error) = entry.failed.take() {
+        return Err(io_err(out)(error));
+    }
+    let second = second.map_err(in_err)?;
+    entry.data.finish().map_err(io_err(out))?;
     if second.digests.get(Algo::Sha256) != k.first.digests.get(Algo::Sha256) {
         return Err(in_err(io::Error::other(
             "the rebuilt package came out different the second time",
         )));
     }
     Ok(())
+}
+
+/// The rebuilt package's tar entry, keeping an error of the output apart from those of the
+/// package's sources (both reach `write_inner`'s caller as I/O errors).
+struct Output<'a, W: Write> {
+    data: FileData<'a, W>,
+    failed: Option<io::Error>,
+}
+
+impl<W: Write> Write for Output<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.data.write(buf).map_err(|e| {
+            let kind = e.kind();
+            self.failed = Some(e);
+            io::Error::new(kind, "writing the output")
+        })
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.data.flush().map_err(|e| {
+            let kind = e.kind();
+            self.failed = Some(e);
+            io::Error::new(kind, "writing the output")
+        })
+    }
 }
