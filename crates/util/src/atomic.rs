@@ -84,9 +84,8 @@ impl AtomicFile {
     }
 }
 
-impl Write for AtomicFile {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.tmp.write(buf)?;
+impl AtomicFile {
+    fn written(&mut self, n: usize) {
         if let Some(early) = &mut self.early {
             early.unsynced += n as u64;
             if early.unsynced >= early.step {
@@ -95,8 +94,29 @@ impl Write for AtomicFile {
                 let _ = early.wake.try_send(());
             }
         }
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.tmp.write(buf)?;
+        self.written(n);
         Ok(n)
     }
+
+    /// Large writes (64 KiB or more) go straight to the file, without a copy into the buffer.
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let len: usize = bufs.iter().map(|b| b.len()).sum();
+        let n = if len >= 64 << 10 {
+            self.tmp.flush()?;
+            self.tmp.get_mut().write_vectored(bufs)?
+        } else {
+            self.tmp.write_vectored(bufs)?
+        };
+        self.written(n);
+        Ok(n)
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         self.tmp.flush()
     }
@@ -201,9 +221,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("big.tgz");
         let mut f = AtomicFile::create(&dest).unwrap().sync_every(4096).unwrap();
-        let data: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
-        for piece in data.chunks(3000) {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        for piece in data[..100_000].chunks(3000) {
             f.write_all(piece).unwrap();
+        }
+        // large writes: straight to the file, after what is buffered
+        let mut slices: Vec<_> = data[100_000..]
+            .chunks(70_000)
+            .map(io::IoSlice::new)
+            .collect();
+        let mut left = &mut slices[..];
+        while !left.is_empty() {
+            let n = f.write_vectored(left).unwrap();
+            io::IoSlice::advance_slices(&mut left, n);
         }
         assert!(!dest.exists());
         f.commit().unwrap();

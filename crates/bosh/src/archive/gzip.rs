@@ -3,7 +3,7 @@
 //! (a `.tar.gz` blob inside a package) instead of deflating them a second time, which costs
 //! more than everything else about writing them and gains nothing.
 
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 
 use flate2::write::GzEncoder;
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
@@ -118,11 +118,9 @@ impl<W: Write> GzWriter<W> {
             }
             self.end_stored_block()?;
         }
-        while data.len() >= STORED_BLOCK {
-            stored_block(&mut self.out, &data[..STORED_BLOCK])?;
-            data = &data[STORED_BLOCK..];
-        }
-        self.stored.extend_from_slice(data);
+        let whole = data.len() - data.len() % STORED_BLOCK;
+        stored_blocks(&mut self.out, &data[..whole])?;
+        self.stored.extend_from_slice(&data[whole..]);
         Ok(())
     }
 
@@ -138,10 +136,34 @@ impl<W: Write> GzWriter<W> {
 /// A stored block that is not the last: BFINAL 0, BTYPE 00 (the stream is byte-aligned
 /// here), LEN, its complement, the bytes.
 fn stored_block(out: &mut impl Write, data: &[u8]) -> io::Result<()> {
-    let len = u16::try_from(data.len()).expect("at most STORED_BLOCK bytes");
-    let [lo, hi] = len.to_le_bytes();
-    out.write_all(&[0, lo, hi, !lo, !hi])?;
+    out.write_all(&block_header(data.len()))?;
     out.write_all(data)
+}
+
+fn block_header(len: usize) -> [u8; 5] {
+    let len = u16::try_from(len).expect("at most STORED_BLOCK bytes");
+    let [lo, hi] = len.to_le_bytes();
+    [0, lo, hi, !lo, !hi]
+}
+
+/// Full stored blocks, handed to `out` as one vectored write: a buffered file passes a
+/// write that large straight to the system without copying it.
+fn stored_blocks(out: &mut impl Write, data: &[u8]) -> io::Result<()> {
+    let header = block_header(STORED_BLOCK);
+    let mut slices: Vec<IoSlice<'_>> = data
+        .chunks(STORED_BLOCK)
+        .flat_map(|block| [IoSlice::new(&header), IoSlice::new(block)])
+        .collect();
+    let mut left = &mut slices[..];
+    while !left.is_empty() {
+        match out.write_vectored(left) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut left, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 impl<W: Write> Write for GzWriter<W> {
