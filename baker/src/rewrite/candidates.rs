@@ -9,10 +9,11 @@ use std::thread::{Scope, ScopedJoinHandle};
 use crate::archive::{Entry, FileData, Mode, TarWriter};
 use crate::blobs::Blobs;
 use crate::recipe::release::CompiledRule;
-use crate::release::digest::Algo;
+use crate::release::digest::{Algo, Hasher};
 use crate::release::digester::{chunk_channel, for_each_chunk};
 use crate::release::fingerprint::Era;
 use crate::release::manifest::Package;
+use pifoundry_util::background::BackgroundWriter;
 
 use super::collect::{self, Collected};
 use super::plan::{self, Progress};
@@ -132,14 +133,19 @@ pub(super) fn write<W: Write>(k: &Counted, tgz: &mut TarWriter<W>, out: &Path) -
     let data = tgz
         .start_file(name, Mode::Regular, k.first.size)
         .map_err(io_err(out))?;
-    let mut entry = Output { data, failed: None };
-    let second = inner::write_inner(&mut entry, &refs, (&[Algo::Sha256], &[]));
+    let mut entry = Output {
+        data,
+        digest: BackgroundWriter::new(Hasher::new(&[Algo::Sha256]), 1 << 20),
+        failed: None,
+    };
+    let second = inner::write_inner(&mut entry, &refs, (&[], &[]));
     if let Some(error) = entry.failed.take() {
         return Err(io_err(out)(error));
     }
-    let second = second.map_err(in_err)?;
+    second.map_err(in_err)?;
     entry.data.finish().map_err(io_err(out))?;
-    if second.digests.get(Algo::Sha256) != k.first.digests.get(Algo::Sha256) {
+    let digest = entry.digest.finish().map_err(in_err)?.finish();
+    if digest.get(Algo::Sha256) != k.first.digests.get(Algo::Sha256) {
         return Err(in_err(io::Error::other(
             "the rebuilt package came out different the second time",
         )));
@@ -147,27 +153,32 @@ pub(super) fn write<W: Write>(k: &Counted, tgz: &mut TarWriter<W>, out: &Path) -
     Ok(())
 }
 
-/// The rebuilt package's tar entry, keeping an error of the output apart from those of the
-/// package's sources (both reach `write_inner`'s caller as I/O errors).
+/// The rebuilt package's tar entry, digested on a thread of its own (this is the one part
+/// of a rewrite that runs after the stream, with nothing beside it), and keeping an error
+/// of the output apart from those of the package's sources (both reach `write_inner`'s
+/// caller as I/O errors).
 struct Output<'a, W: Write> {
     data: FileData<'a, W>,
+    digest: BackgroundWriter<Hasher>,
     failed: Option<io::Error>,
+}
+
+impl<W: Write> Output<'_, W> {
+    fn failed(&mut self, e: io::Error) -> io::Error {
+        let kind = e.kind();
+        self.failed = Some(e);
+        io::Error::new(kind, "writing the output")
+    }
 }
 
 impl<W: Write> Write for Output<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.data.write(buf).map_err(|e| {
-            let kind = e.kind();
-            self.failed = Some(e);
-            io::Error::new(kind, "writing the output")
-        })
+        let n = self.data.write(buf).map_err(|e| self.failed(e))?;
+        self.digest.write_all(&buf[..n])?;
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.data.flush().map_err(|e| {
-            let kind = e.kind();
-            self.failed = Some(e);
-            io::Error::new(kind, "writing the output")
-        })
+        self.data.flush().map_err(|e| self.failed(e))
     }
 }
