@@ -2,13 +2,14 @@
 //! read on a thread of its own from the chunks the stream hands it, then planned; a package
 //! that changes is counted on a thread of its own while the stream goes on.
 
+use std::collections::HashSet;
 use std::io::{self, Write};
 use std::path::Path;
 use std::thread::{Scope, ScopedJoinHandle};
 
 use crate::archive::{Entry, FileData, Mode, TarWriter};
 use crate::blobs::Blobs;
-use crate::recipe::release::CompiledRule;
+use crate::recipe::release::{Action, CompiledRule};
 use crate::release::digest::{Algo, Hasher};
 use crate::release::digester::{chunk_channel, for_each_chunk};
 use crate::release::fingerprint::Era;
@@ -24,7 +25,7 @@ type Outcome<T> = Result<T, RewriteError>;
 pub(super) struct Candidates<'scope, 'env> {
     scope: &'scope Scope<'scope, 'env>,
     rules: &'env [CompiledRule],
-    blobs: &'env dyn Blobs,
+    blobs: &'env (dyn Blobs + Sync),
     scratch: &'env Path,
     progress: Progress,
     changed: Vec<Changed<'scope, 'env>>,
@@ -40,7 +41,7 @@ impl<'scope, 'env> Candidates<'scope, 'env> {
     pub fn new(
         scope: &'scope Scope<'scope, 'env>,
         rules: &'env [CompiledRule],
-        blobs: &'env dyn Blobs,
+        blobs: &'env (dyn Blobs + Sync),
         scratch: &'env Path,
     ) -> Self {
         Self {
@@ -67,17 +68,38 @@ impl<'scope, 'env> Candidates<'scope, 'env> {
     ) -> Outcome<Option<Collected>> {
         let (feed, chunks) = chunk_channel(&[]);
         let archive = (e.name.clone(), e.size);
-        let (rules, scratch) = (self.rules, self.scratch);
+        let (scope, rules, blobs, scratch) = (self.scope, self.rules, self.blobs, self.scratch);
+        let mut wanted: HashSet<String> = self.progress.resolved.keys().cloned().collect();
         let collecting = self.scope.spawn(move || {
             let algos = (&algos.0[..], &algos.1[..]);
-            collect::collect(chunks, archive, &pkg.name, rules, algos, scratch)
+            // A blob that a file of the package is to be swapped for is fetched (or hashed)
+            // beside the stream, not after it.
+            let mut fetching = Vec::new();
+            let seen = |file: &str| {
+                for key in swapped_for(rules, &pkg.name, file) {
+                    if wanted.insert(key.to_string()) {
+                        let key = key.to_string();
+                        fetching.push(scope.spawn(move || (blobs.get(&key), key)));
+                    }
+                }
+            };
+            let c = collect::collect(chunks, archive, &pkg.name, rules, algos, scratch, seen);
+            (c, fetching)
         });
         for_each_chunk(e, |chunk| {
             feed.send(chunk);
             Ok::<(), RewriteError>(())
         })?;
         drop(feed);
-        let c = collecting.join().expect("collecting does not panic")?;
+        let (c, fetching) = collecting.join().expect("collecting does not panic");
+        for f in fetching {
+            // A blob that cannot be had is asked for again by the plan, which says why in
+            // recipe order.
+            if let (Ok(blob), key) = f.join().expect("fetching does not panic") {
+                self.progress.resolved.insert(key, blob);
+            }
+        }
+        let c = c?;
         let Some(p) = plan::plan(pkg, &c, self.rules, self.blobs, &mut self.progress)? else {
             return Ok(Some(c));
         };
@@ -90,6 +112,22 @@ impl<'scope, 'env> Candidates<'scope, 'env> {
     pub fn finish(self) -> (Vec<Changed<'scope, 'env>>, Progress) {
         (self.changed, self.progress)
     }
+}
+
+/// The blobs that `replace` rules for package `pkg` swap `file` for.
+fn swapped_for<'r>(
+    rules: &'r [CompiledRule],
+    pkg: &str,
+    file: &str,
+) -> impl Iterator<Item = &'r str> {
+    rules.iter().filter_map(move |r| match &r.action {
+        Action::Replace(swap)
+            if r.packages.is_match(pkg) && r.files.as_ref().is_some_and(|g| g.is_match(file)) =>
+        {
+            Some(swap.blob.as_str())
+        }
+        _ => None,
+    })
 }
 
 /// A rebuilt package after its counting pass.

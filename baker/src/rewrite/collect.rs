@@ -45,7 +45,7 @@ pub(super) struct Collected {
 }
 
 /// Reads package archive `archive_path` (`packages/<pkg>.tgz`, `size` bytes) from `input`
-/// to the end.
+/// to the end, telling `seen` each regular file's name as it comes.
 pub(super) fn collect(
     input: impl Read,
     (archive_path, size): (String, u64),
@@ -53,6 +53,7 @@ pub(super) fn collect(
     rules: &[CompiledRule],
     algos: (&[Algo], &[Algo]),
     scratch: &Path,
+    mut seen: impl FnMut(&str),
 ) -> Result<Collected, RewriteError> {
     let rules: Vec<&CompiledRule> = rules.iter().filter(|r| r.packages.is_match(pkg)).collect();
     let drops = |name: &str| {
@@ -101,6 +102,7 @@ pub(super) fn collect(
                 None => return Ok(()),
             },
             EntryKind::File => {
+                seen(&f.name);
                 let mode = FileMode::from_bits(f.mode);
                 let mut hasher = Hasher::new(algos.1);
                 let held = if f.size > MAX_PATCHED_FILE && drops(&f.name) {

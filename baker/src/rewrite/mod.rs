@@ -85,7 +85,7 @@ pub fn rewrite(
     input: &Path,
     recipe: &ReleaseRecipe,
     rules: &[CompiledRule],
-    blobs: &dyn Blobs,
+    blobs: &(dyn Blobs + Sync),
     out: &Path,
 ) -> Result<Summary, RewriteError> {
     let m = release::read_manifest(input)?;

@@ -38,7 +38,7 @@ pub(super) fn run<W: Write>(
     input: &Path,
     m: &Manifest,
     rules: &[CompiledRule],
-    blobs: &dyn Blobs,
+    blobs: &(dyn Blobs + Sync),
     scratch: &Path,
     tgz: &mut TarWriter<W>,
     out: &Path,
