@@ -13,9 +13,10 @@ use crate::blobs::Blobs;
 use crate::recipe::release::{Action, CompiledRule};
 use crate::release::ArchiveInfo;
 use crate::release::digest::Algo;
-use crate::release::digester::{Digester, for_each_chunk};
+use crate::release::digester::{Chunk, Digester, for_each_chunk};
 use crate::release::manifest::{Manifest, Package};
 use crate::release::reader::{Role, algos_for, read_small, role};
+use pifoundry_util::background::BackgroundWriter;
 
 use super::candidates::{self, Candidates, Changed, Counted};
 use super::plan::{self, PackageChange};
@@ -34,13 +35,13 @@ pub(super) struct Streamed {
 }
 
 /// Streams `input` into `tgz`, all but `release.MF`.
-pub(super) fn run<W: Write>(
+pub(super) fn run<W: Write + Send + 'static>(
     input: &Path,
     m: &Manifest,
     rules: &[CompiledRule],
     blobs: &(dyn Blobs + Sync),
     scratch: &Path,
-    tgz: &mut TarWriter<W>,
+    tgz: &mut TarWriter<BackgroundWriter<W>>,
     out: &Path,
 ) -> Result<Streamed, RewriteError> {
     let label = input.display().to_string();
@@ -135,11 +136,11 @@ pub(super) fn run<W: Write>(
 }
 
 /// Copies archive `e` into the output as it is read, a worker digesting the same chunks.
-fn copy<W: Write>(
+fn copy<W: Write + Send + 'static>(
     e: &mut Entry<'_>,
     digester: &mut Digester,
     algos: (Vec<Algo>, Vec<Algo>),
-    tgz: &mut TarWriter<W>,
+    tgz: &mut TarWriter<BackgroundWriter<W>>,
     out: &Path,
 ) -> Result<(), RewriteError> {
     let feed = digester.start(&e.name, e.size, algos, None);
@@ -148,7 +149,9 @@ fn copy<W: Write>(
         .start_file(&name, Mode::Regular, e.size)
         .map_err(io_err(out))?;
     for_each_chunk(e, |chunk| {
-        data.write_all(&chunk).map_err(io_err(out))?;
+        let chunk = Chunk::new(chunk);
+        data.write_with(chunk.len(), |w| w.write_shared(chunk.clone()))
+            .map_err(io_err(out))?;
         feed.send(chunk);
         Ok::<(), RewriteError>(())
     })?;

@@ -1,10 +1,12 @@
 //! Writing on a thread of its own: [`BackgroundWriter`] copies what it is given into a buffer
 //! and hands full buffers to a thread that owns the real writer, through a bounded channel,
 //! so that a producer busy with other work (inflating, say) does not also pay for the
-//! writer's work (compressing, checksums, system calls).
+//! writer's work (compressing, checksums, system calls). Bytes the producer shares with
+//! another consumer go over as they are ([`BackgroundWriter::write_shared`]).
 
 use std::io::{self, Write};
 use std::mem;
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::{self, JoinHandle};
 
@@ -18,22 +20,33 @@ const IN_FLIGHT: usize = 4;
 pub struct BackgroundWriter<W: Write + Send + 'static> {
     buf: Vec<u8>,
     capacity: usize,
-    full: Option<SyncSender<Vec<u8>>>,
+    full: Option<SyncSender<Piece>>,
     empty: Receiver<Vec<u8>>,
     thread: Option<JoinHandle<io::Result<W>>>,
+}
+
+/// What is handed over: a buffer this writer filled, or bytes shared with someone else.
+enum Piece {
+    Filled(Vec<u8>),
+    Shared(Arc<Vec<u8>>),
 }
 
 impl<W: Write + Send + 'static> BackgroundWriter<W> {
     /// Starts the writing thread; bytes are handed over `capacity` at a time.
     pub fn new(mut inner: W, capacity: usize) -> Self {
-        let (full, full_rx) = mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT);
+        let (full, full_rx) = mpsc::sync_channel::<Piece>(IN_FLIGHT);
         let (empty_tx, empty) = mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT + 1);
         let thread = thread::spawn(move || {
-            for mut buf in full_rx {
-                inner.write_all(&buf)?;
-                buf.clear();
-                // Returned for reuse; when the producer has enough, it is dropped.
-                let _ = empty_tx.try_send(buf);
+            for piece in full_rx {
+                match piece {
+                    Piece::Filled(mut buf) => {
+                        inner.write_all(&buf)?;
+                        buf.clear();
+                        // Returned for reuse; when the producer has enough, it is dropped.
+                        let _ = empty_tx.try_send(buf);
+                    }
+                    Piece::Shared(bytes) => inner.write_all(&bytes)?,
+                }
             }
             inner.flush()?;
             Ok(inner)
@@ -54,6 +67,12 @@ impl<W: Write + Send + 'static> BackgroundWriter<W> {
         self.join()
     }
 
+    /// Hands `bytes` over after what is buffered, without copying them.
+    pub fn write_shared(&mut self, bytes: Arc<Vec<u8>>) -> io::Result<()> {
+        self.hand_over()?;
+        self.send(Piece::Shared(bytes))
+    }
+
     fn hand_over(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
@@ -63,7 +82,11 @@ impl<W: Write + Send + 'static> BackgroundWriter<W> {
             .try_recv()
             .unwrap_or_else(|_| Vec::with_capacity(self.capacity));
         let buf = mem::replace(&mut self.buf, next);
-        let sent = self.full.as_ref().map(|tx| tx.send(buf));
+        self.send(Piece::Filled(buf))
+    }
+
+    fn send(&mut self, piece: Piece) -> io::Result<()> {
+        let sent = self.full.as_ref().map(|tx| tx.send(piece));
         match sent {
             Some(Ok(())) => Ok(()),
             // The thread stopped: it failed, and says why.
@@ -125,9 +148,11 @@ mod tests {
         }
         w.flush().unwrap();
         w.write_all(b"end").unwrap();
+        w.write_shared(Arc::new(b", shared".to_vec())).unwrap();
+        w.write_all(b".").unwrap();
         let out = w.finish().unwrap();
         assert_eq!(&out[..data.len()], &data[..]);
-        assert_eq!(&out[data.len()..], b"end");
+        assert_eq!(&out[data.len()..], b"end, shared.");
     }
 
     #[derive(Debug)]

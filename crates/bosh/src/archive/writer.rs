@@ -268,15 +268,36 @@ impl<W: Write> FileData<'_, W> {
     pub fn get_mut(&mut self) -> &mut W {
         &mut self.tar.out
     }
+
+    /// Writes the next `n` bytes of the file with `put`, which hands them to the writer
+    /// below some other way than [`Write::write`] (without a copy, say); checked against
+    /// the size and counted like any other write.
+    pub fn write_with(
+        &mut self,
+        n: usize,
+        put: impl FnOnce(&mut W) -> io::Result<()>,
+    ) -> io::Result<()> {
+        if n as u64 > self.left {
+            return Err(self.too_much());
+        }
+        put(&mut self.tar.out)?;
+        self.left -= n as u64;
+        self.tar.written += n as u64;
+        Ok(())
+    }
+
+    fn too_much(&self) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: more than its {} bytes", self.name, self.size),
+        )
+    }
 }
 
 impl<W: Write> Write for FileData<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if buf.len() as u64 > self.left {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{}: more than its {} bytes", self.name, self.size),
-            ));
+            return Err(self.too_much());
         }
         let n = self.tar.out.write(buf)?;
         self.left -= n as u64;

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, Read};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
 use crate::archive::{ArchiveError, Entry};
@@ -26,8 +27,12 @@ pub struct Digester {
     infos: BTreeMap<String, ArchiveInfo>,
 }
 
+/// Bytes of an archive, shared with whatever else needs them (a writer of the output)
+/// rather than copied.
+pub type Chunk = Arc<Vec<u8>>;
+
 /// Where one archive's bytes go, in order; dropping it ends the archive.
-pub struct Feed(SyncSender<Vec<u8>>);
+pub struct Feed(SyncSender<Chunk>);
 
 /// A bounded channel of chunks, for a thread that reads an archive while another streams
 /// it: [`Feed::send`] at one end, [`Chunks`] (read in place, digested with `algos` as the
@@ -36,7 +41,7 @@ pub fn chunk_channel(algos: &[Algo]) -> (Feed, Chunks) {
     let (tx, rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
     let chunks = Chunks {
         rx,
-        buf: Vec::new(),
+        buf: Chunk::default(),
         pos: 0,
         hasher: Hasher::new(algos),
     };
@@ -44,9 +49,9 @@ pub fn chunk_channel(algos: &[Algo]) -> (Feed, Chunks) {
 }
 
 impl Feed {
-    pub fn send(&self, chunk: Vec<u8>) {
+    pub fn send(&self, chunk: impl Into<Chunk>) {
         // A worker that gave up has already recorded why; the caller keeps streaming.
-        let _ = self.0.send(chunk);
+        let _ = self.0.send(chunk.into());
     }
 }
 
@@ -138,8 +143,8 @@ pub fn for_each_chunk<E: From<ArchiveError>>(
 /// The reading end of a [`chunk_channel`]: read in place (no copy into a second buffer),
 /// and hashed as each chunk arrives.
 pub struct Chunks {
-    rx: Receiver<Vec<u8>>,
-    buf: Vec<u8>,
+    rx: Receiver<Chunk>,
+    buf: Chunk,
     pos: usize,
     hasher: Hasher,
 }
