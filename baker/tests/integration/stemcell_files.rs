@@ -128,6 +128,7 @@ fn helper_scripts_are_valid_shell() {
         "var/vcap/bosh/bin/bosh-start-logging-and-auditing",
         "usr/lib/pifoundry/bootcheck-report",
         "usr/lib/pifoundry/settings-uri",
+        "usr/lib/pifoundry/netroot-keep",
     ] {
         let path = files().join(rel);
         let text = fs::read_to_string(&path).unwrap();
@@ -495,4 +496,56 @@ fn settings_uri_points_the_http_source_at_pifoundry_api_only_on_a_netboot() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cmdline: pifoundry.api="), "{err}");
     assert_eq!(fs::read_to_string(&agent_json).unwrap(), before);
+}
+
+/// netroot-keep: a netboot's `ip=` device gets a networkd drop-in for the agent's network file
+/// name keeping its addresses (the NBD root rides on them); an SD boot gets nothing; a device
+/// that is no interface name is refused, naming the command line.
+#[test]
+fn netroot_keep_pins_the_root_link_only_on_a_netboot() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = dir.path().join("network");
+    let run = |cmdline: &str| {
+        let path = dir.path().join("cmdline");
+        fs::write(&path, cmdline).unwrap();
+        Command::new("sh")
+            .arg(files().join("usr/lib/pifoundry/netroot-keep"))
+            .arg(&path)
+            .arg(&network)
+            .output()
+            .unwrap()
+    };
+    let ok = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+
+    ok(run(
+        "console=serial0,115200 root=PARTUUID=abc-02 ip=10.0.0.5::10.0.0.1:255.255.255.0:pi:eth0:off rootwait\n",
+    ));
+    assert!(!network.exists(), "an SD boot got a drop-in");
+
+    ok(run(
+        "console=ttyAMA0,115200 root=/dev/nbd0p2 nbdroot=10.0.0.1:10810/vm-1 \
+         ip=10.0.0.5::10.0.0.1:255.255.255.0:pi:usb0:off rw\n",
+    ));
+    let conf =
+        fs::read_to_string(network.join("10_usb0.network.d/pifoundry-netroot.conf")).unwrap();
+    let lines: Vec<&str> = conf.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(lines, ["[Network]", "KeepConfiguration=yes"]);
+    let names: Vec<_> = fs::read_dir(network.join("10_usb0.network.d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["pifoundry-netroot.conf"], "no temp file left");
+
+    let out = run(
+        "root=/dev/nbd0p2 nbdroot=10.0.0.1:10810/vm-1 ip=10.0.0.5::10.0.0.1:255.255.255.0:pi:../x:off\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cmdline: ip= device ../x"), "{err}");
 }
