@@ -77,15 +77,27 @@ fn run(s: &Setup, input: &Path, extra: &[&str]) -> std::process::Output {
     baker(&args)
 }
 
-#[test]
-fn golang_package_gets_the_fingerprint_bosh_cli_would_compute() {
-    let s = setup(RECIPE);
-    let out = run(&s, &sample(), &[]);
+/// `run` that must succeed; its stderr is the failure message.
+fn run_ok(s: &Setup, input: &Path, extra: &[&str]) -> std::process::Output {
+    let out = run(s, input, extra);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+/// `baker verify-release` accepts `path`.
+fn verify_ok(path: &Path) {
+    let v = baker(&["verify-release", path.to_str().unwrap()]);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+}
+
+#[test]
+fn golang_package_gets_the_fingerprint_bosh_cli_would_compute() {
+    let s = setup(RECIPE);
+    run_ok(&s, &sample(), &[]);
     let rewritten = s.dir.path().join("out.tgz");
 
     // What `bosh create-release` computes after swapping the blob and editing packaging by
@@ -126,12 +138,11 @@ fn golang_package_gets_the_fingerprint_bosh_cli_would_compute() {
     }
     assert_eq!(rel.top_files, before.top_files);
 
-    let v = baker(&["verify-release", rewritten.to_str().unwrap()]);
-    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    verify_ok(&rewritten);
 
     // Deterministic: the same inputs give the same bytes.
     let first = std::fs::read(&rewritten).unwrap();
-    assert!(run(&s, &sample(), &[]).status.success());
+    run_ok(&s, &sample(), &[]);
     assert_eq!(std::fs::read(&rewritten).unwrap(), first);
 }
 
@@ -146,15 +157,9 @@ fn a_compressed_blob_goes_in_stored_and_gnu_tar_reads_the_package() {
         .unwrap();
     s.blob = s.dir.path().join("go1.22.5.linux-armv6l.tar.gz");
     std::fs::write(&s.blob, &blob).unwrap();
-    let out = run(&s, &sample(), &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&s, &sample(), &[]);
     let rewritten = s.dir.path().join("out.tgz");
-    let v = baker(&["verify-release", rewritten.to_str().unwrap()]);
-    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    verify_ok(&rewritten);
 
     let x = s.dir.path().join("x");
     std::fs::create_dir(&x).unwrap();
@@ -178,12 +183,7 @@ fn a_compressed_blob_goes_in_stored_and_gnu_tar_reads_the_package() {
 #[test]
 fn json_summary_names_the_changes() {
     let s = setup(RECIPE);
-    let out = run(&s, &sample_sha1(), &["--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(&s, &sample_sha1(), &["--json"]);
     let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(all["audit"]["target"], "armv6l");
     let v = &all["rewrite"];
@@ -219,7 +219,7 @@ fn a_rule_matching_nothing_fails_unless_optional() {
     assert!(!s.dir.path().join("out.tgz").exists());
 
     let s = setup(&format!("{recipe}  optional: true\n"));
-    assert!(run(&s, &sample(), &[]).status.success());
+    run_ok(&s, &sample(), &[]);
 
     // A patch whose text is absent counts as matching nothing too.
     let s = setup(&RECIPE.replace("literal: linux-amd64", "literal: linux-386"));
@@ -321,8 +321,7 @@ fn compiled_releases_are_refused() {
     }
     u.manifest.compiled_packages = pkgs;
     let compiled = u.write("compiled.tgz");
-    let v = baker(&["verify-release", compiled.to_str().unwrap()]);
-    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    verify_ok(&compiled);
     let s = setup(RECIPE);
     let e = stderr_line(&run(&s, &compiled, &[]));
     assert!(
@@ -396,12 +395,7 @@ fn blobs_come_from_the_lock_through_the_cache() {
 #[test]
 fn the_output_is_audited_and_strict_refuses_leftover_x86_binaries() {
     let s = setup(RECIPE);
-    let out = run(&s, &sample(), &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(&s, &sample(), &[]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.contains("audit for armv6l:") && text.contains("0 error(s)"),
@@ -434,12 +428,7 @@ fn sha1_era_packages_get_sha1_era_fingerprints() {
     let u = unpack(&sample());
     let old = sha1_era_release(&u);
     let s = setup(RECIPE);
-    let out = run(&s, &old, &["--no-audit"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&s, &old, &["--no-audit"]);
     let packaging =
         "set -e\ntar xzf golang/go1.22.5.linux-armv6l.tar.gz\ncp -R go/* ${BOSH_INSTALL_TARGET}\n";
     let input = format!(
@@ -481,12 +470,7 @@ fn one_pass_keeps_the_input_order_rebuilt_packages_and_release_mf_last() {
         "{RECIPE}- packages: hello\n  optional: true\n  patch: {{ literal: no-such-text, with: x }}\n"
     );
     let s = setup(&recipe);
-    let out = run(&s, &sample(), &["--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(&s, &sample(), &["--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["rewrite"]["copied_archives"], 3);
     let rewritten = s.dir.path().join("out.tgz");
