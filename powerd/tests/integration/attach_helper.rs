@@ -149,3 +149,83 @@ async fn the_helper_connects_confirms_and_disconnects_what_powerd_publishes() {
     let _ = child.wait();
     srv.stop().await;
 }
+
+/// systemd restarts the helper (a crash, or a first pass that outlasted a start timeout): the
+/// new one reads the state file, asks `nbd-client -c` whether each device is still connected
+/// and takes it over instead of connecting it again (which fails as "already in use").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_helper_takes_over_the_devices_it_had_connected() {
+    let fx = Fixture::new();
+    let http_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text_cfg =
+        prov::config_text(&fx, 1, "").replace("http_port: 0", &format!("http_port: {http_port}"));
+    let srv = fx.start(&fx.config(&text_cfg)).await;
+    prov::register(&srv, 1).await;
+    let image = prov::upload(&srv, &prov::make_image(fx.dir.path(), 40, "restart")).await;
+    let vm = prov::create_vm(&srv, &image).await;
+
+    let helper = build_helper(fx.dir.path());
+    let log = fx.dir.path().join("nbd-calls");
+    let nbd = recording_nbd_client(fx.dir.path(), &log);
+    let state = fx.dir.path().join("connected.json");
+    let start = || {
+        Command::new(&helper)
+            .arg("-api")
+            .arg(format!("http://127.0.0.1:{http_port}"))
+            .arg("-source")
+            .arg(&vm.address)
+            .arg("-nbd-client")
+            .arg(&nbd)
+            .arg("-state")
+            .arg(&state)
+            .args(["-console", ""])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = start();
+    let got = wait_for_calls(&log, 1, &mut first);
+    assert!(got[0].contains(" /dev/nbd1 -N "), "{got:?}");
+    // (the state is written once nbd-client returned)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !state.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no state file {}",
+            state.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = first.kill();
+    let _ = first.wait();
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert!(saved.get("/dev/nbd1").is_some(), "{saved}");
+
+    let mut second = start();
+    let got = wait_for_calls(&log, 2, &mut second);
+    assert_eq!(got[1], "-c /dev/nbd1", "{got:?}");
+    // its first pass is done with nothing to connect: a new disk is the next call
+    let r = srv
+        .call(Method::POST, "/v1/disks", Some(json!({"size_mib": 8})))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", text(&r));
+    let disk = r.json()["id"].as_str().unwrap().to_string();
+    let r = srv
+        .call(
+            Method::POST,
+            &format!("/v1/disks/{disk}/attach"),
+            Some(json!({"vm": vm.id})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", text(&r));
+    let got = calls(&log);
+    assert_eq!(got.len(), 3, "nbd1 was not connected again: {got:?}");
+    assert!(got[2].contains(" /dev/nbd2 -N "), "{got:?}");
+    let _ = second.kill();
+    let _ = second.wait();
+    srv.stop().await;
+}

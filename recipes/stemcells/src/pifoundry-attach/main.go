@@ -48,6 +48,9 @@ type helper struct {
 	client    *http.Client
 	// what this helper connected, by device: the target it was connected to
 	connected map[string]nbdTarget
+	// where `connected` is kept ("" for nowhere): a helper that systemd restarted finds
+	// the devices its predecessor connected instead of failing on them as in use
+	state string
 }
 
 func main() {
@@ -58,6 +61,7 @@ func main() {
 	console := flags.String("console", "/dev/console", "where progress lines go besides stdout (\"\" for none)")
 	once := flags.Bool("once", false, "one pass, then exit (no long poll)")
 	source := flags.String("source", "", "local address to speak to powerd from (default: the kernel's choice)")
+	state := flags.String("state", "", "file keeping what this helper connected across its restarts (under /run: not across boots)")
 	if err := flags.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
 	}
@@ -75,7 +79,9 @@ func main() {
 		console:   *console,
 		client:    httpClient(*source),
 		connected: map[string]nbdTarget{},
+		state:     *state,
 	}
+	h.loadState()
 	h.run(*once)
 }
 
@@ -197,15 +203,55 @@ func (h *helper) bring(a attachment) (state, msg string) {
 			return "failed", fmt.Sprintf("%v: %s", err, out)
 		}
 		h.connected[a.Device] = a.NBD
+		h.saveState()
 		return "connected", ""
 	case "disconnected":
 		if out, err := h.nbd("-d", a.Device); err != nil {
 			return "failed", fmt.Sprintf("%v: %s", err, out)
 		}
 		delete(h.connected, a.Device)
+		h.saveState()
 		return "disconnected", ""
 	default:
 		return "failed", fmt.Sprintf("want %q is neither connected nor disconnected", a.Want)
+	}
+}
+
+// loadState takes over the devices a previous run of the helper connected and that are
+// still connected (`nbd-client -c` exits 0 for a connected device).
+func (h *helper) loadState() {
+	if h.state == "" {
+		return
+	}
+	data, err := os.ReadFile(h.state)
+	if err != nil {
+		return
+	}
+	var saved map[string]nbdTarget
+	if err := json.Unmarshal(data, &saved); err != nil {
+		h.say("PIFOUNDRY-ATTACH error state %s: %v (starting without it)", h.state, err)
+		return
+	}
+	for dev, t := range saved {
+		if _, err := h.nbd("-c", dev); validDevice(dev) && err == nil {
+			h.connected[dev] = t
+		}
+	}
+}
+
+// saveState writes `connected` to the state file (a temp file, then a rename).
+func (h *helper) saveState() {
+	if h.state == "" {
+		return
+	}
+	data, _ := json.Marshal(h.connected)
+	tmp := h.state + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		h.say("PIFOUNDRY-ATTACH error state %s: %v", h.state, err)
+		return
+	}
+	if err := os.Rename(tmp, h.state); err != nil {
+		h.say("PIFOUNDRY-ATTACH error state %s: %v", h.state, err)
 	}
 }
 
