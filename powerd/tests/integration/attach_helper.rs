@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use powerd_client::provision::Vm;
 use powerd_client::{Method, StatusCode};
 use serde_json::json;
 
 use crate::support::prov;
-use crate::support::{Fixture, text};
+use crate::support::{Fixture, Server, text};
 
 fn build_helper(dir: &Path) -> PathBuf {
     crate::support::netns::require("go");
@@ -73,8 +74,9 @@ fn wait_for_calls(log: &Path, n: usize, child: &mut Child) -> Vec<String> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_helper_connects_confirms_and_disconnects_what_powerd_publishes() {
+/// powerd with its Pi network's HTTP server on a free loopback port, one Pi, and a VM on it
+/// (an image tagged `tag`); the port is the helper's `-api`.
+async fn powerd_with_a_vm(tag: &str) -> (Fixture, Server, Vm, u16) {
     let fx = Fixture::new();
     let http_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -85,8 +87,14 @@ async fn the_helper_connects_confirms_and_disconnects_what_powerd_publishes() {
         prov::config_text(&fx, 1, "").replace("http_port: 0", &format!("http_port: {http_port}"));
     let srv = fx.start(&fx.config(&text_cfg)).await;
     prov::register(&srv, 1).await;
-    let image = prov::upload(&srv, &prov::make_image(fx.dir.path(), 40, "attach")).await;
+    let image = prov::upload(&srv, &prov::make_image(fx.dir.path(), 40, tag)).await;
     let vm = prov::create_vm(&srv, &image).await;
+    (fx, srv, vm, http_port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_helper_connects_confirms_and_disconnects_what_powerd_publishes() {
+    let (fx, srv, vm, http_port) = powerd_with_a_vm("attach").await;
     let p = srv.running.app.provision.clone().unwrap();
 
     let helper = build_helper(fx.dir.path());
@@ -155,18 +163,7 @@ async fn the_helper_connects_confirms_and_disconnects_what_powerd_publishes() {
 /// and takes it over instead of connecting it again (which fails as "already in use").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_helper_takes_over_the_devices_it_had_connected() {
-    let fx = Fixture::new();
-    let http_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let text_cfg =
-        prov::config_text(&fx, 1, "").replace("http_port: 0", &format!("http_port: {http_port}"));
-    let srv = fx.start(&fx.config(&text_cfg)).await;
-    prov::register(&srv, 1).await;
-    let image = prov::upload(&srv, &prov::make_image(fx.dir.path(), 40, "restart")).await;
-    let vm = prov::create_vm(&srv, &image).await;
+    let (fx, srv, vm, http_port) = powerd_with_a_vm("restart").await;
 
     let helper = build_helper(fx.dir.path());
     let log = fx.dir.path().join("nbd-calls");
