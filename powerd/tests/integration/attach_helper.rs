@@ -92,6 +92,25 @@ async fn powerd_with_a_vm(tag: &str) -> (Fixture, Server, Vm, u16) {
     (fx, srv, vm, http_port)
 }
 
+/// A new 8 MiB disk attached to `vm` (powerd answers once the helper confirmed it); its id.
+async fn attach_new_disk(srv: &Server, vm: &Vm) -> String {
+    let r = srv
+        .call(Method::POST, "/v1/disks", Some(json!({"size_mib": 8})))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", text(&r));
+    let disk = r.json()["id"].as_str().unwrap().to_string();
+    let r = srv
+        .call(
+            Method::POST,
+            &format!("/v1/disks/{disk}/attach"),
+            Some(json!({"vm": vm.id})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", text(&r));
+    assert_eq!(r.json()["device"], "/dev/nbd2");
+    disk
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_helper_connects_confirms_and_disconnects_what_powerd_publishes() {
     let (fx, srv, vm, http_port) = powerd_with_a_vm("attach").await;
@@ -128,20 +147,7 @@ async fn the_helper_connects_confirms_and_disconnects_what_powerd_publishes() {
         )
     );
 
-    let r = srv
-        .call(Method::POST, "/v1/disks", Some(json!({"size_mib": 8})))
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", text(&r));
-    let disk = r.json()["id"].as_str().unwrap().to_string();
-    let r = srv
-        .call(
-            Method::POST,
-            &format!("/v1/disks/{disk}/attach"),
-            Some(json!({"vm": vm.id})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", text(&r));
-    assert_eq!(r.json()["device"], "/dev/nbd2");
+    let disk = attach_new_disk(&srv, &vm).await;
     let got = calls(&log);
     assert_eq!(got.len(), 2, "{got:?}");
     assert!(got[1].contains(" /dev/nbd2 -N "), "{got:?}");
@@ -206,19 +212,7 @@ async fn a_restarted_helper_takes_over_the_devices_it_had_connected() {
     let got = wait_for_calls(&log, 2, &mut second);
     assert_eq!(got[1], "-c /dev/nbd1", "{got:?}");
     // its first pass is done with nothing to connect: a new disk is the next call
-    let r = srv
-        .call(Method::POST, "/v1/disks", Some(json!({"size_mib": 8})))
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", text(&r));
-    let disk = r.json()["id"].as_str().unwrap().to_string();
-    let r = srv
-        .call(
-            Method::POST,
-            &format!("/v1/disks/{disk}/attach"),
-            Some(json!({"vm": vm.id})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", text(&r));
+    attach_new_disk(&srv, &vm).await;
     let got = calls(&log);
     assert_eq!(got.len(), 3, "nbd1 was not connected again: {got:?}");
     assert!(got[2].contains(" /dev/nbd2 -N "), "{got:?}");
