@@ -439,6 +439,19 @@ fn agent_stand_in_falls_through_to_the_http_source_and_counts_boots() {
     );
 }
 
+/// `usr/lib/pifoundry/SCRIPT` run on a kernel command line (written to `dir/cmdline`) and
+/// the path it works on.
+fn boot_script(script: &str, dir: &Path, cmdline: &str, target: &Path) -> std::process::Output {
+    let path = dir.join("cmdline");
+    fs::write(&path, cmdline).unwrap();
+    Command::new("sh")
+        .arg(files().join("usr/lib/pifoundry").join(script))
+        .arg(&path)
+        .arg(target)
+        .output()
+        .unwrap()
+}
+
 /// bosh-agent-rc's settings-uri on the rendered agent.json: a netboot's `pifoundry.api=`
 /// becomes the HTTP source's URI (the File source stays first: an absent file falls through
 /// to HTTP, as bosh-agent's multi-source walks them); an SD boot's command line changes
@@ -448,16 +461,7 @@ fn settings_uri_points_the_http_source_at_pifoundry_api_only_on_a_netboot() {
     let dir = tempfile::tempdir().unwrap();
     let baked = render("var/vcap/bosh/agent.json.hbs", &recipe_context()).unwrap();
     let agent_json = dir.path().join("agent.json");
-    let run = |cmdline: &str| {
-        let path = dir.path().join("cmdline");
-        fs::write(&path, cmdline).unwrap();
-        Command::new("sh")
-            .arg(files().join("usr/lib/pifoundry/settings-uri"))
-            .arg(&path)
-            .arg(&agent_json)
-            .output()
-            .unwrap()
-    };
+    let run = |cmdline: &str| boot_script("settings-uri", dir.path(), cmdline, &agent_json);
 
     fs::write(&agent_json, &baked).unwrap();
     let out = run("console=serial0,115200 root=PARTUUID=abc-02 rootwait\n");
@@ -505,16 +509,7 @@ fn settings_uri_points_the_http_source_at_pifoundry_api_only_on_a_netboot() {
 fn netroot_keep_pins_the_root_link_only_on_a_netboot() {
     let dir = tempfile::tempdir().unwrap();
     let network = dir.path().join("network");
-    let run = |cmdline: &str| {
-        let path = dir.path().join("cmdline");
-        fs::write(&path, cmdline).unwrap();
-        Command::new("sh")
-            .arg(files().join("usr/lib/pifoundry/netroot-keep"))
-            .arg(&path)
-            .arg(&network)
-            .output()
-            .unwrap()
-    };
+    let run = |cmdline: &str| boot_script("netroot-keep", dir.path(), cmdline, &network);
     let ok = |out: std::process::Output| {
         assert!(
             out.status.success(),
