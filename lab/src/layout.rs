@@ -51,24 +51,32 @@ impl LabSpec {
     /// A lab of `pis` Pis in `dir`, with powerd and this tool found beside the running
     /// executable (cargo puts every workspace binary in one directory).
     pub fn new(name: &str, dir: impl Into<PathBuf>, pis: usize) -> Result<LabSpec> {
-        let exe = std::env::current_exe().context("locating the running executable")?;
-        let bin_dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
-        // test binaries live one level deeper, in target/<profile>/deps
-        let bins = [
-            bin_dir.clone(),
-            bin_dir.parent().map(Path::to_path_buf).unwrap_or_default(),
-        ];
-        let find = |name: &str| bins.iter().map(|d| d.join(name)).find(|p| p.is_file());
         Ok(LabSpec {
             name: name.to_owned(),
             dir: dir.into(),
             pis,
-            powerd: find("powerd").unwrap_or_else(|| PathBuf::from("powerd")),
-            lab_exe: find("pifoundry-lab").unwrap_or_else(|| PathBuf::from("pifoundry-lab")),
+            powerd: workspace_binary("powerd")?,
+            lab_exe: workspace_binary("pifoundry-lab")?,
             vm_life: None,
             image: None,
         })
     }
+}
+
+/// A binary of this workspace found beside the running executable (cargo puts every one in
+/// `target/<profile>`; test binaries run from its `deps`), else `name` for a `PATH` lookup.
+pub fn workspace_binary(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the running executable")?;
+    let bin_dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dirs = [
+        bin_dir.clone(),
+        bin_dir.parent().map(Path::to_path_buf).unwrap_or_default(),
+    ];
+    Ok(dirs
+        .iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(name)))
 }
 
 /// One virtual Pi: its identity as powerd's inventory has it, and its tap.

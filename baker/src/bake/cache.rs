@@ -48,6 +48,20 @@ impl StageCache {
         base.join("pifoundry").join("stages")
     }
 
+    /// `PIFOUNDRY_STAGE_CACHE`, else the machine-wide `/var/cache/pifoundry/stages` when it
+    /// is writable, else `fallback`: the tests' choice, so that every bake on one machine (a CI
+    /// run's bake test and lab test among them) makes the slow stages once.
+    pub fn machine_dir_or(fallback: &Path) -> PathBuf {
+        if let Some(d) = std::env::var_os("PIFOUNDRY_STAGE_CACHE").filter(|d| !d.is_empty()) {
+            return d.into();
+        }
+        let shared = PathBuf::from("/var/cache/pifoundry/stages");
+        if fs::create_dir_all(&shared).is_ok() && tempfile::tempfile_in(&shared).is_ok() {
+            return shared;
+        }
+        fallback.to_path_buf()
+    }
+
     pub fn open(dir: &Path) -> Result<Self, PathError> {
         fs::create_dir_all(dir).map_err(at(dir))?;
         Ok(Self {

@@ -26,6 +26,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use baker::bake::cache::StageCache;
 use baker::bake::{self, BakeOptions};
 use baker::blobs::NoBlobs;
 use baker::bootcheck::{AGENT_MARKER, BootSpec, check_stemcell};
@@ -33,18 +34,6 @@ use baker::recipe::stemcell::StemcellRecipe;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A stage cache that survives between CI runs when the machine allows it.
-fn cache_dir(fallback: &Path) -> PathBuf {
-    if let Some(d) = std::env::var_os("PIFOUNDRY_STAGE_CACHE").filter(|d| !d.is_empty()) {
-        return d.into();
-    }
-    let shared = PathBuf::from("/var/cache/pifoundry/stages");
-    if fs::create_dir_all(&shared).is_ok() && tempfile::tempfile_in(&shared).is_ok() {
-        return shared;
-    }
-    fallback.to_path_buf()
 }
 
 /// Byte offset of MBR partition `n` (1-based) in a disk image.
@@ -74,7 +63,7 @@ fn ci_recipe_bakes_a_stemcell_end_to_end() {
     let opts = BakeOptions {
         recipe_path: recipe_path.clone(),
         project_root: bake::project_root_of(&recipe_path),
-        cache_dir: cache_dir(&tmp.path().join("stages")),
+        cache_dir: StageCache::machine_dir_or(&tmp.path().join("stages")),
         out_dir: out.clone(),
         from: None,
     };

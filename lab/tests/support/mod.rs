@@ -1,10 +1,15 @@
-//! A lab in a temp dir, taken down when dropped (also after a failed assertion), and a disk
-//! image that looks like a stemcell's to powerd and to the power-on script.
+//! A lab in a temp dir, taken down when dropped (also after a failed assertion), a disk
+//! image that looks like a stemcell's to powerd and to the power-on script, and the baked CI
+//! stemcell the boot tests share.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use baker::bake::cache::StageCache;
+use baker::bake::{self, BakeOptions};
+use baker::blobs::NoBlobs;
+use baker::recipe::stemcell::StemcellRecipe;
 use pifoundry_lab::layout::{Lab, LabSpec};
 use powerd_client::provision::{CreateVm, NetworkSpec};
 
@@ -145,4 +150,24 @@ pub fn create_body(
         settings,
         metadata: Default::default(),
     }
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The CI stemcell (`ci-armv6l.yml`, whose agent is the stand-in) baked into `tmp/out`.
+pub fn bake_ci_stemcell(tmp: &Path) -> PathBuf {
+    let recipe_path = repo().join("recipes/stemcells/ci-armv6l.yml");
+    let recipe = StemcellRecipe::load(&recipe_path).unwrap();
+    let out = tmp.join("out");
+    let opts = BakeOptions {
+        recipe_path: recipe_path.clone(),
+        project_root: bake::project_root_of(&recipe_path),
+        cache_dir: StageCache::machine_dir_or(&tmp.join("stages")),
+        out_dir: out.clone(),
+        from: None,
+    };
+    bake::bake(&recipe, &opts, &NoBlobs).unwrap_or_else(|e| panic!("bake: {e:#}"));
+    out
 }
